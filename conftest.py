@@ -1,0 +1,133 @@
+"""Shared fixtures: tiny generated MNIST-like data, raw and transformed with the real preprocessing_fn."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer_modules import contract
+
+NOISE_FACTOR = 0.5
+SEED = 7
+
+
+def make_digit_images(count: int, seed: int = 0) -> np.ndarray:
+    """uint8 [count, 28, 28, 1]: bright strokes on black, roughly digit-like and all different."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:28, 0:28]
+    images = np.zeros((count, 28, 28), np.float32)
+    for i in range(count):
+        for _ in range(3):
+            cy, cx = rng.uniform(8, 20, size=2)
+            ry, rx = rng.uniform(3, 8, size=2)
+            ring = np.abs(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 - 1.0) < 0.35
+            images[i] = np.maximum(images[i], ring * rng.uniform(0.6, 1.0))
+    return (images * 255).astype(np.uint8)[..., None]
+
+
+def serialized_examples(images: np.ndarray, labels) -> list:
+    records = []
+    for image, label in zip(images, labels):
+        features = {
+            contract.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[tf.io.encode_png(image).numpy()])),
+            contract.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+        }
+        records.append(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
+    return records
+
+
+def write_split(directory: str, split: str, records: list) -> str:
+    split_dir = os.path.join(directory, f"Split-{split}")
+    os.makedirs(split_dir, exist_ok=True)
+    path = os.path.join(split_dir, "data_tfrecord-00000-of-00001.gz")
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for record in records:
+            writer.write(record)
+    return split_dir
+
+
+def encode_transformed(instance):
+    """A transformed instance (dict of numpy values) -> serialized tf.Example."""
+    features = {}
+    for key, value in instance.items():
+        value = np.asarray(value).reshape(-1)
+        if value.dtype.kind == "f":
+            features[key] = tf.train.Feature(float_list=tf.train.FloatList(value=value.tolist()))
+        else:
+            features[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=value.tolist()))
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+@pytest.fixture(scope="session")
+def transformed_data(tmp_path_factory):
+    """Runs analyze-and-transform with the project's preprocessing_fn on 48 train / 16 eval images.
+
+    Returns a dict with `transform_graph` (a TransformGraph dir) and `examples` (a dir with
+    Split-train / Split-eval of transformed, gzipped tf.Examples), laid out like TFX artifacts.
+    """
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from tfx_bsl.public import tfxio
+
+    from trainer_modules import preprocessing
+
+    root = str(tmp_path_factory.mktemp("transformed"))
+    images = make_digit_images(64, seed=1)
+    labels = np.arange(64) % 10
+    raw = {
+        contract.TRAIN_SPLIT: serialized_examples(images[:48], labels[:48]),
+        contract.EVAL_SPLIT: serialized_examples(images[48:], labels[48:]),
+    }
+    feature_spec = {
+        contract.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+        contract.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+    }
+    schema = tft.DatasetMetadata.from_feature_spec(feature_spec).schema
+    config = {preprocessing.NOISE_FACTOR: NOISE_FACTOR, preprocessing.SEED: SEED}
+
+    def preprocessing_fn(inputs):
+        return preprocessing.preprocessing_fn(inputs, config)
+
+    coder = tfxio.TFExampleBeamRecord(physical_format="tfrecord", schema=schema, raw_record_column_name=None)
+    transformed = {}
+    with tft_beam.Context(temp_dir=os.path.join(root, "tmp")):
+        import apache_beam as beam
+
+        with beam.Pipeline() as pipeline:
+            train = pipeline | "Train" >> beam.Create(raw[contract.TRAIN_SPLIT]) | "DecodeTrain" >> coder.BeamSource()
+            evals = pipeline | "Eval" >> beam.Create(raw[contract.EVAL_SPLIT]) | "DecodeEval" >> coder.BeamSource()
+            tensor_adapter_config = coder.TensorAdapterConfig()
+            (train_out, metadata), transform_fn = (
+                (train, tensor_adapter_config) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn)
+            )
+            eval_out, _ = ((evals, tensor_adapter_config), transform_fn) | tft_beam.TransformDataset()
+            _ = transform_fn | tft_beam.WriteTransformFn(os.path.join(root, "transform_graph"))
+            for name, data in ((contract.TRAIN_SPLIT, train_out), (contract.EVAL_SPLIT, eval_out)):
+                transformed[name] = data
+                _ = (
+                    data
+                    | f"Encode{name}" >> beam.Map(encode_transformed)
+                    | f"Write{name}" >> beam.io.WriteToTFRecord(
+                        os.path.join(root, "examples", f"Split-{name}", "data_tfrecord"), file_name_suffix=".gz")
+                )
+    # TFX's Transform also records the raw metadata beside the transform graph.
+    from tensorflow_transform.tf_metadata import metadata_io
+
+    metadata_io.write_metadata(tft.DatasetMetadata(schema), os.path.join(root, "transform_graph", "metadata"))
+    return {
+        "root": root,
+        "transform_graph": os.path.join(root, "transform_graph"),
+        "examples": os.path.join(root, "examples"),
+        "raw": raw,
+        "images": images,
+        "labels": labels,
+    }
+
+
+def pytest_configure(config):
+    """Two logical CPU devices for the whole session, so MirroredStrategy runs its multi-replica path."""
+    from trainer_modules import training
+
+    training.split_logical_cpus(2)

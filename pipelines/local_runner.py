@@ -1,0 +1,221 @@
+"""Runs a pipeline under TFX's LocalDagRunner with per-component progress and a run summary.
+
+Progress comes from the runner's own log records; the summary is read back from ML
+Metadata (what ran, what was cached, the evaluation, the blessing, the pushed model).
+"""
+import json
+import logging
+import os
+import re
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+from absl import logging as absl_logging
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+from pipelines.config import RunConfig
+
+_RUNNING = re.compile(r"Component (\S+) is running\.")
+_FINISHED = re.compile(r"Component (\S+) is finished\.")
+_CACHED = re.compile(r"A cached execution (\d+) is used\.")
+
+
+class ProgressPrinter(logging.Handler):
+    """Turns LocalDagRunner's log records into one line per component start and finish."""
+
+    def __init__(self, node_ids: List[str], out):
+        super().__init__(logging.INFO)
+        self.node_ids = node_ids
+        self.out = out
+        self.current: Optional[str] = None
+        self.started = 0.0
+        self.cached = False
+        self.timings: Dict[str, float] = {}
+
+    def emit(self, record):
+        message = record.getMessage()
+        if match := _RUNNING.match(message):
+            self.current, self.started, self.cached = match.group(1), time.time(), False
+            self._print(f"{self.current} ...")
+        elif _CACHED.match(message):
+            self.cached = True
+        elif match := _FINISHED.match(message):
+            node = match.group(1)
+            seconds = time.time() - self.started
+            self.timings[node] = seconds
+            self._print(f"{node} {'cached' if self.cached else 'done'} in {seconds:.1f} s")
+
+    def _print(self, text):
+        index = self.node_ids.index(self.current) + 1 if self.current in self.node_ids else 0
+        print(f"[{index}/{len(self.node_ids)}] {text}", file=self.out, flush=True)
+
+
+def run_pipeline(config: RunConfig, create_pipeline: Callable, out=None) -> dict:
+    """Runs the pipeline; returns the summary (also written to the pipeline root)."""
+    out = out or sys.stdout
+    pipeline = create_pipeline(config)
+    node_ids = [component.id for component in pipeline.components]
+    os.makedirs(config.pipeline_root, exist_ok=True)
+    log_path = os.path.join(config.pipeline_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log"))
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+
+    progress = ProgressPrinter(node_ids, out)
+    file_handler = logging.FileHandler(log_path)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    absl_logger = logging.getLogger("absl")
+    # Set the absl flag, not only the logger level: TensorFlow restores the level from the flag.
+    previous_verbosity, previous_propagate = absl_logging.get_verbosity(), absl_logger.propagate
+    absl_logging.set_verbosity(absl_logging.INFO)
+    absl_logger.propagate = False  # the console gets progress lines; everything else goes to the log file
+    absl_logger.addHandler(progress)
+    absl_logger.addHandler(file_handler)
+    print(f"Running {config.pipeline_name}: {len(node_ids)} components, root {config.pipeline_root}", file=out)
+    print(f"Log: {log_path}", file=out, flush=True)
+    started = time.time()
+    try:
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    finally:
+        absl_logger.removeHandler(progress)
+        absl_logger.removeHandler(file_handler)
+        absl_logging.set_verbosity(previous_verbosity)
+        absl_logger.propagate = previous_propagate
+        file_handler.close()
+    summary = read_summary(config, node_ids)
+    summary["wall_seconds"] = round(time.time() - started, 1)
+    summary["log"] = log_path
+    with open(os.path.join(config.pipeline_root, "last_run_summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
+# ---------------------------------------------------------------------------
+# Reading a run back from ML Metadata
+
+
+def _store(config: RunConfig) -> metadata_store.MetadataStore:
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = config.metadata_path
+    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(connection)
+
+
+def latest_run_executions(store, pipeline_name: str) -> Dict[str, metadata_store_pb2.Execution]:
+    """node id -> execution of the most recent pipeline run."""
+    runs = [c for c in store.get_contexts_by_type("pipeline_run") if c.name]
+    if not runs:
+        return {}
+    pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if pipeline_ctx is not None:
+        in_pipeline = {c.id for c in store.get_children_contexts_by_context(pipeline_ctx.id)}
+        runs = [c for c in runs if c.id in in_pipeline] or runs
+    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    result = {}
+    for execution in store.get_executions_by_context(run.id):
+        node_contexts = [
+            c for c in store.get_contexts_by_execution(execution.id) if c.name.startswith(pipeline_name + ".")
+        ]
+        for context in node_contexts:
+            result[context.name[len(pipeline_name) + 1:]] = execution
+    return result
+
+
+def output_artifacts(store, execution_id: int) -> Dict[str, List[metadata_store_pb2.Artifact]]:
+    """Output key -> artifacts of an execution."""
+    events = [e for e in store.get_events_by_execution_ids([execution_id])
+              if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    result: Dict[str, List[metadata_store_pb2.Artifact]] = {}
+    for event in events:
+        key = event.path.steps[0].key if event.path.steps else ""
+        if event.artifact_id in artifacts:
+            result.setdefault(key, []).append(artifacts[event.artifact_id])
+    return result
+
+
+def _custom(artifact, name):
+    value = artifact.custom_properties.get(name)
+    if value is None:
+        return None
+    return getattr(value, value.WhichOneof("value"))
+
+
+def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
+    """What the last run did, read from ML Metadata and the artifacts it recorded."""
+    store = _store(config)
+    executions = latest_run_executions(store, config.pipeline_name)
+    state_names = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
+    components = {
+        node: state_names.get(executions[node].last_known_state, "UNKNOWN") if node in executions else "NOT_RUN"
+        for node in node_ids
+    }
+    summary = {
+        "pipeline": config.pipeline_name,
+        "pipeline_root": config.pipeline_root,
+        "metadata": config.metadata_path,
+        "components": components,
+        "metrics": {},
+        "blessed": None,
+        "blessing_reasons": [],
+        "pushed": False,
+        "pushed_model": None,
+        "not_pushed_reason": None,
+        "reconstructions_png": None,
+        "quality_targets": {},
+    }
+    evaluator = next((n for n in node_ids if n.startswith("GenerativeEvaluator")), None)
+    if evaluator in executions:
+        outputs = output_artifacts(store, executions[evaluator].id)
+        if outputs.get("evaluation"):
+            report_path = os.path.join(outputs["evaluation"][0].uri, "metrics.json")
+            with open(report_path) as f:
+                report = json.load(f)
+            summary["metrics"] = report["metrics"]
+            summary["baseline_metrics"] = report.get("baseline_metrics")
+            summary["blessed"] = report["blessed"]
+            summary["blessing_reasons"] = report["reasons"]
+            summary["reconstructions_png"] = report["grid"]
+    if "Pusher" in executions:
+        pushed = output_artifacts(store, executions["Pusher"].id).get("pushed_model", [])
+        if pushed and _custom(pushed[0], "pushed") == 1:
+            summary["pushed"] = True
+            summary["pushed_model"] = _custom(pushed[0], "pushed_destination")
+    if not summary["pushed"]:
+        if summary["blessed"] is False:
+            summary["not_pushed_reason"] = "not blessed: " + "; ".join(summary["blessing_reasons"])
+        else:
+            summary["not_pushed_reason"] = f"Pusher state {components.get('Pusher')}"
+    for metric, target in config.quality_targets.items():
+        value = summary["metrics"].get(metric)
+        summary["quality_targets"][metric] = {"target": target, "value": value,
+                                              "met": value is not None and value >= target}
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """The human-readable end of `genpipe run`."""
+    lines = [f"\n== {summary['pipeline']} summary =="]
+    for node, state in summary["components"].items():
+        lines.append(f"  {node:<32} {state}")
+    if summary["metrics"]:
+        lines.append("  metrics (eval split):")
+        for key, value in summary["metrics"].items():
+            lines.append(f"    {key:<22} {value:.4f}" if isinstance(value, float) else f"    {key:<22} {value}")
+    for metric, target in summary["quality_targets"].items():
+        state = "met" if target["met"] else "NOT met"
+        value = "n/a" if target["value"] is None else f"{target['value']:.2f}"
+        lines.append(f"  quality target {metric} >= {target['target']}: {value} ({state})")
+    lines.append(f"  blessed: {summary['blessed']}")
+    for reason in summary["blessing_reasons"]:
+        lines.append(f"    - {reason}")
+    if summary["pushed"]:
+        lines.append(f"  pushed model: {summary['pushed_model']}")
+    else:
+        lines.append(f"  not pushed: {summary['not_pushed_reason']}")
+    if summary["reconstructions_png"]:
+        lines.append(f"  sample reconstructions: {summary['reconstructions_png']}")
+    if "wall_seconds" in summary:
+        lines.append(f"  wall time: {summary['wall_seconds']} s")
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""The autoencoder Trainer module: network shapes, training, export signatures and resume."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from serving import signatures as sig
+from trainer_modules import autoencoder, contract, training
+
+
+@pytest.mark.parametrize(
+    "variant, latent_shape",
+    [("dense", (32,)), ("deep", (32,)), ("conv", (7, 7, 256)), ("denoising", (7, 7, 256))],
+)
+def test_variant_shapes(variant, latent_shape):
+    model, encoder, decoder = autoencoder.build_autoencoder(variant)
+    images = np.random.default_rng(0).random((3, 28, 28, 1)).astype("float32")
+    assert tuple(encoder(images).shape) == (3, *latent_shape)
+    output = model(images)
+    assert tuple(output.shape) == (3, 28, 28, 1)
+    assert float(np.min(output)) >= 0.0 and float(np.max(output)) <= 1.0
+
+
+def test_unknown_variant_is_rejected():
+    with pytest.raises(ValueError, match="unknown autoencoder variant 'wide'"):
+        autoencoder.build_autoencoder("wide")
+
+
+def test_deep_layer_sizes():
+    _, encoder, decoder = autoencoder.build_autoencoder("deep")
+    units = [layer.units for layer in encoder.layers + decoder.layers if hasattr(layer, "units")]
+    assert units == [128, 64, 32, 64, 128, 784]
+
+
+def _fn_args(data, tmp_path, name, train_steps=4, **config):
+    custom_config = {
+        autoencoder.VARIANT: "denoising",
+        training.BATCH_SIZE: 8,
+        training.CHECKPOINT_EVERY: 2,
+        training.CHECKPOINT_ROOT: str(tmp_path / "checkpoints"),
+        training.SHUFFLE_BUFFER: 64,
+        **config,
+    }
+    return FnArgs(
+        train_files=[os.path.join(data["examples"], "Split-train", "*")],
+        eval_files=[os.path.join(data["examples"], "Split-eval", "*")],
+        transform_output=data["transform_graph"],
+        serving_model_dir=str(tmp_path / name / "serving"),
+        model_run_dir=str(tmp_path / name / "run"),
+        train_steps=train_steps,
+        eval_steps=1,
+        custom_config=custom_config,
+    )
+
+
+def _summary(fn_args):
+    with open(os.path.join(fn_args.model_run_dir, "training_summary.json")) as f:
+        return json.load(f)
+
+
+def test_run_fn_exports_signatures_with_transform_inside(transformed_data, tmp_path):
+    fn_args = _fn_args(transformed_data, tmp_path, "export")
+    autoencoder.run_fn(fn_args)
+
+    summary = _summary(fn_args)
+    assert summary["train_steps"] == 4 and summary["resumed_from_epoch"] == 0
+    assert tf.io.gfile.glob(os.path.join(fn_args.model_run_dir, "images", "*tfevents*"))
+    assert tf.io.gfile.glob(os.path.join(fn_args.model_run_dir, "train", "*tfevents*"))
+
+    loaded = tf.saved_model.load(fn_args.serving_model_dir)
+    assert set(loaded.signatures) == {sig.SERVING_DEFAULT, sig.RECONSTRUCT, sig.ENCODE, sig.DECODE}
+    raw_image = transformed_data["images"][48:50]
+    png = tf.stack([tf.io.encode_png(image) for image in raw_image])
+
+    served = loaded.signatures[sig.SERVING_DEFAULT](**{sig.IMAGE_BYTES_INPUT: png})[sig.RECONSTRUCTION_OUTPUT]
+    assert served.shape == (2, 28, 28, 1) and served.dtype == tf.float32
+    again = loaded.signatures[sig.SERVING_DEFAULT](**{sig.IMAGE_BYTES_INPUT: png})[sig.RECONSTRUCTION_OUTPUT]
+    np.testing.assert_array_equal(served.numpy(), again.numpy())
+
+    # No noise at serving: bytes in equals the clean float image in.
+    floats = tf.constant(raw_image.astype("float32") / 255.0)
+    direct = loaded.signatures[sig.RECONSTRUCT](**{sig.IMAGES_INPUT: floats})[sig.RECONSTRUCTION_OUTPUT]
+    np.testing.assert_allclose(served.numpy(), direct.numpy(), atol=1e-6)
+
+    latent = loaded.signatures[sig.ENCODE](**{sig.IMAGES_INPUT: floats})[sig.LATENT_OUTPUT]
+    assert latent.shape == (2, 7, 7, 256)
+    decoded = loaded.signatures[sig.DECODE](**{sig.LATENT_INPUT: latent})[sig.RECONSTRUCTION_OUTPUT]
+    np.testing.assert_allclose(decoded.numpy(), direct.numpy(), atol=1e-5)
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_killed_trainer_resumes_from_checkpoint(transformed_data, tmp_path, monkeypatch):
+    fn_args = _fn_args(transformed_data, tmp_path, "first", train_steps=6, **{autoencoder.VARIANT: "dense"})
+    original = training.ImageGridCallback.on_epoch_end
+
+    def crash_after_first_epoch(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 0:
+            raise _Killed()
+
+    monkeypatch.setattr(training.ImageGridCallback, "on_epoch_end", crash_after_first_epoch)
+    with pytest.raises(_Killed):
+        autoencoder.run_fn(fn_args)
+    assert not os.path.exists(os.path.join(fn_args.serving_model_dir, "saved_model.pb"))
+    monkeypatch.undo()
+
+    rerun = _fn_args(transformed_data, tmp_path, "second", train_steps=6, **{autoencoder.VARIANT: "dense"})
+    autoencoder.run_fn(rerun)
+    summary = _summary(rerun)
+    assert summary["resumed_from_epoch"] == 1
+    assert summary["steps_this_run"] == 4
+    assert os.path.exists(os.path.join(rerun.serving_model_dir, "saved_model.pb"))
+
+
+def test_mirrored_strategy_on_two_logical_cpus(transformed_data, tmp_path):
+    strategy = training.choose_strategy("mirrored")
+    if strategy.num_replicas_in_sync < 2:
+        pytest.fail("the session fixture should have split the CPU into two logical devices")
+    fn_args = _fn_args(transformed_data, tmp_path, "mirrored", train_steps=2,
+                       **{autoencoder.VARIANT: "dense", training.STRATEGY: "mirrored"})
+    autoencoder.run_fn(fn_args)
+    summary = _summary(fn_args)
+    assert summary["strategy"] == "MirroredStrategy"
+    assert summary["replicas"] == 2 and summary["global_batch_size"] == 16

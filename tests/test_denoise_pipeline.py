@@ -1,0 +1,104 @@
+"""End to end: the denoise pipeline under LocalDagRunner on tiny data, checked through ML Metadata."""
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
+
+from pipelines import autoencoder_pipeline, cli, config as config_lib, local_runner
+from serving import signatures as sig
+
+COMPONENTS = [
+    "MnistExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer",
+    "latest_blessed_model_resolver", "GenerativeEvaluator", "Pusher",
+]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("denoise")
+    args = cli.build_parser().parse_args([
+        "run", "denoise", "--pipeline-root", str(root / "root"), "--serving-dir", str(root / "serving"),
+        "--train-steps", "4", "--batch-size", "16", "--eval-steps", "1", "--checkpoint-every", "2",
+        "--max-examples-per-split", "48",
+    ])
+    config = cli.config_from_args(args)
+    # Four training steps cannot meet the production thresholds; bless on the mechanics only.
+    config = dataclasses.replace(config, thresholds={"ssim": {"min": -1.0}})
+    summary = local_runner.run_pipeline(config, autoencoder_pipeline.create_pipeline)
+    return config, summary
+
+
+def test_every_component_ran_and_the_model_was_blessed_and_pushed(first_run):
+    config, summary = first_run
+    assert set(summary["components"]) == set(COMPONENTS)
+    assert all(state == "COMPLETE" for state in summary["components"].values()), summary["components"]
+
+    store = local_runner._store(config)
+    executions = local_runner.latest_run_executions(store, config.pipeline_name)
+    assert set(executions) == set(COMPONENTS)
+    blessing = local_runner.output_artifacts(store, executions["GenerativeEvaluator"].id)["blessing"][0]
+    assert blessing.custom_properties["blessed"].int_value == 1
+    assert summary["blessed"] is True and summary["pushed"] is True
+    assert summary["metrics"]["num_examples"] == 48
+    assert os.path.exists(summary["reconstructions_png"])
+
+    pushed = summary["pushed_model"]
+    assert pushed.startswith(os.path.join(config.serving_dir, config.model_name) + os.sep)
+    assert os.path.basename(pushed).isdigit()  # <serving_dir>/<model>/<version>/, as TF Serving expects
+
+
+def test_pushed_savedmodel_signatures(first_run):
+    _, summary = first_run
+    loaded = tf.saved_model.load(summary["pushed_model"])
+    images = np.random.default_rng(3).integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
+    png = tf.stack([tf.io.encode_png(image) for image in images])
+    first = loaded.signatures[sig.SERVING_DEFAULT](**{sig.IMAGE_BYTES_INPUT: png})[sig.RECONSTRUCTION_OUTPUT]
+    second = loaded.signatures[sig.SERVING_DEFAULT](**{sig.IMAGE_BYTES_INPUT: png})[sig.RECONSTRUCTION_OUTPUT]
+    assert first.shape == (3, 28, 28, 1) and first.dtype == tf.float32
+    np.testing.assert_array_equal(first.numpy(), second.numpy())
+
+    floats = tf.constant(images.astype(np.float32) / 255.0)
+    reconstruction = loaded.signatures[sig.RECONSTRUCT](**{sig.IMAGES_INPUT: floats})[sig.RECONSTRUCTION_OUTPUT]
+    assert reconstruction.shape == (3, 28, 28, 1) and reconstruction.dtype == tf.float32
+    latent = loaded.signatures[sig.ENCODE](**{sig.IMAGES_INPUT: floats})[sig.LATENT_OUTPUT]
+    assert latent.shape == (3, 7, 7, 256) and latent.dtype == tf.float32
+    decoded = loaded.signatures[sig.DECODE](**{sig.LATENT_INPUT: latent})[sig.RECONSTRUCTION_OUTPUT]
+    assert decoded.shape == (3, 28, 28, 1) and decoded.dtype == tf.float32
+
+
+def test_second_run_reuses_cached_components(first_run):
+    config, _ = first_run
+    summary = local_runner.run_pipeline(config, autoencoder_pipeline.create_pipeline)
+    states = summary["components"]
+    for node in ("MnistExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer"):
+        assert states[node] == "CACHED", states
+
+
+def test_unblessed_model_is_not_pushed(first_run, tmp_path):
+    config, _ = first_run
+    strict = dataclasses.replace(
+        config, train_steps=2, thresholds={"psnr_gain_db": {"min": 60.0}},
+        serving_dir=str(tmp_path / "serving"),
+    )
+    summary = local_runner.run_pipeline(strict, autoencoder_pipeline.create_pipeline)
+    assert summary["components"]["Trainer"] == "COMPLETE"
+    assert summary["blessed"] is False and summary["pushed"] is False
+    assert "psnr_gain_db" in summary["not_pushed_reason"]
+    assert not os.path.exists(os.path.join(strict.serving_dir, strict.model_name))
+    assert "not pushed: not blessed" in local_runner.format_summary(summary)
+
+
+def test_cli_list_and_bad_flags(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("denoise", "autoencoder", "mnist-sample", "fashion_mnist"):
+        assert name in out
+    assert cli.main(["run", "autoencoder", "--variant", "wide"]) == 2
+    assert "--variant 'wide'" in capsys.readouterr().err
+    assert cli.main(["run", "denoise", "--train-steps", "0"]) == 2
+    assert "--train-steps must be at least 1" in capsys.readouterr().err
+    assert cli.main(["run", "denoise", "--data-dir", "/no/such/folder"]) == 2
+    assert "/no/such/folder" in capsys.readouterr().err

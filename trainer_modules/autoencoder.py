@@ -1,0 +1,258 @@
+"""Autoencoder family: the Trainer module (`run_fn`) for dense, deep, conv and denoising variants.
+
+Networks follow the course: dense 784-32-784, deep 128-64-32-64-128, the conv
+autoencoder (Conv 64 + pool, Conv 128 + pool, bottleneck Conv 256, mirrored decoder,
+sigmoid) and the denoiser (the same conv network trained on `image_noisy` -> `image`).
+The pushed SavedModel takes raw inputs: the Transform graph is inside and noise is never
+added at serving time.
+"""
+import json
+import logging
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from serving import signatures as sig
+from trainer_modules import contract
+from trainer_modules import training
+
+VARIANTS = ("dense", "deep", "conv", "denoising")
+VARIANT = "variant"  # custom_config key
+
+IMAGE_SHAPE = contract.MNIST_SHAPE
+FLAT = int(np.prod(IMAGE_SHAPE))
+
+
+# ---------------------------------------------------------------------------
+# Networks
+
+
+def build_dense():
+    inputs = keras.Input(IMAGE_SHAPE, name="images")
+    latent = keras.layers.Dense(32, activation="relu")(keras.layers.Flatten()(inputs))
+    encoder = keras.Model(inputs, latent, name="encoder")
+    z = keras.Input((32,), name="latent")
+    x = keras.layers.Dense(FLAT, activation="sigmoid", dtype="float32")(z)
+    decoder = keras.Model(z, keras.layers.Reshape(IMAGE_SHAPE)(x), name="decoder")
+    return encoder, decoder
+
+
+def build_deep():
+    inputs = keras.Input(IMAGE_SHAPE, name="images")
+    x = keras.layers.Flatten()(inputs)
+    for units in (128, 64):
+        x = keras.layers.Dense(units, activation="relu")(x)
+    encoder = keras.Model(inputs, keras.layers.Dense(32, activation="relu")(x), name="encoder")
+    z = keras.Input((32,), name="latent")
+    x = z
+    for units in (64, 128):
+        x = keras.layers.Dense(units, activation="relu")(x)
+    x = keras.layers.Dense(FLAT, activation="sigmoid", dtype="float32")(x)
+    decoder = keras.Model(z, keras.layers.Reshape(IMAGE_SHAPE)(x), name="decoder")
+    return encoder, decoder
+
+
+def build_conv():
+    inputs = keras.Input(IMAGE_SHAPE, name="images")
+    x = keras.layers.Conv2D(64, 3, activation="relu", padding="same")(inputs)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Conv2D(128, 3, activation="relu", padding="same")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    latent = keras.layers.Conv2D(256, 3, activation="relu", padding="same", name="bottleneck")(x)
+    encoder = keras.Model(inputs, latent, name="encoder")
+    z = keras.Input((7, 7, 256), name="latent")
+    x = keras.layers.Conv2D(128, 3, activation="relu", padding="same")(z)
+    x = keras.layers.UpSampling2D(2)(x)
+    x = keras.layers.Conv2D(64, 3, activation="relu", padding="same")(x)
+    x = keras.layers.UpSampling2D(2)(x)
+    x = keras.layers.Conv2D(1, 3, activation="sigmoid", padding="same", dtype="float32")(x)
+    decoder = keras.Model(z, x, name="decoder")
+    return encoder, decoder
+
+
+BUILDERS = {"dense": build_dense, "deep": build_deep, "conv": build_conv, "denoising": build_conv}
+
+
+def build_autoencoder(variant: str):
+    """Returns (autoencoder, encoder, decoder) for a variant of VARIANTS."""
+    if variant not in BUILDERS:
+        raise ValueError(f"unknown autoencoder variant {variant!r}; expected one of {VARIANTS}")
+    encoder, decoder = BUILDERS[variant]()
+    inputs = keras.Input(IMAGE_SHAPE, name="images")
+    model = keras.Model(inputs, decoder(encoder(inputs)), name=f"{variant}_autoencoder")
+    return model, encoder, decoder
+
+
+def input_key(variant: str) -> str:
+    """The transformed feature the network reads: noisy images for the denoiser."""
+    return contract.NOISY_IMAGE_KEY if variant == "denoising" else contract.IMAGE_KEY
+
+
+# ---------------------------------------------------------------------------
+# Export
+
+
+class AutoencoderExport(tf.Module):
+    """The pushed SavedModel: raw inputs in, reconstructions out."""
+
+    def __init__(self, model, encoder, decoder, tft_layer, raw_image_shape=()):
+        super().__init__()
+        self.model = model
+        self.encoder = encoder
+        self.decoder = decoder
+        self.tft_layer = tft_layer
+        latent_shape = [None] + list(encoder.output.shape[1:])
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.IMAGE_BYTES_INPUT)])
+        def serving_default(image_bytes):
+            raw = tf.reshape(image_bytes, [-1, *raw_image_shape])
+            transformed = self.tft_layer({contract.IMAGE_KEY: raw})
+            return {sig.RECONSTRUCTION_OUTPUT: self._reconstruct(transformed[contract.IMAGE_KEY])}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32, name=sig.IMAGES_INPUT)])
+        def reconstruct(images):
+            return {sig.RECONSTRUCTION_OUTPUT: self._reconstruct(images)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32, name=sig.IMAGES_INPUT)])
+        def encode(images):
+            return {sig.LATENT_OUTPUT: tf.cast(self.encoder(images, training=False), tf.float32)}
+
+        @tf.function(input_signature=[tf.TensorSpec(latent_shape, tf.float32, name=sig.LATENT_INPUT)])
+        def decode(latent):
+            return {sig.RECONSTRUCTION_OUTPUT: tf.cast(self.decoder(latent, training=False), tf.float32)}
+
+        self.serving_default = serving_default
+        self.reconstruct = reconstruct
+        self.encode = encode
+        self.decode = decode
+
+    def _reconstruct(self, images):
+        return tf.cast(self.model(images, training=False), tf.float32)
+
+    def signatures(self):
+        return {
+            sig.SERVING_DEFAULT: self.serving_default,
+            sig.RECONSTRUCT: self.reconstruct,
+            sig.ENCODE: self.encode,
+            sig.DECODE: self.decode,
+        }
+
+
+def export_autoencoder(model, encoder, decoder, tf_transform_output, export_dir: str) -> str:
+    raw_spec = tf_transform_output.raw_feature_spec()[contract.IMAGE_KEY]
+    module = AutoencoderExport(
+        model, encoder, decoder, tf_transform_output.transform_features_layer(), list(raw_spec.shape)
+    )
+    tf.saved_model.save(module, export_dir, signatures=module.signatures())
+    return export_dir
+
+
+# ---------------------------------------------------------------------------
+# Trainer entry point
+
+
+def image_feature_spec(tf_transform_output, keys):
+    spec = tf_transform_output.transformed_feature_spec()
+    return {k: spec[k] for k in keys}
+
+
+def run_fn(fn_args):
+    """TFX Trainer entry point (GenericExecutor)."""
+    custom_config = dict(fn_args.custom_config or {})
+    variant = custom_config.get(VARIANT, "conv")
+    if variant not in VARIANTS:
+        raise ValueError(f"custom_config[{VARIANT!r}]={variant!r}; expected one of {VARIANTS}")
+    config = training.TrainingConfig.from_custom_config(custom_config)
+    keras.utils.set_random_seed(config.seed)
+
+    strategy = training.choose_strategy(config.strategy)
+    policy = training.set_precision(config.mixed_precision, strategy)
+    replicas = strategy.num_replicas_in_sync
+    global_batch = config.batch_size * replicas
+
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    x_key = input_key(variant)
+    keys = sorted({x_key, contract.IMAGE_KEY})
+    spec = image_feature_spec(tf_transform_output, keys)
+    if x_key not in spec:
+        raise ValueError(f"transformed examples have no {x_key!r}; the denoising variant needs noise_factor > 0")
+
+    def to_inputs(features):
+        return features[x_key], features[contract.IMAGE_KEY]
+
+    train_ds = training.make_dataset(
+        fn_args.train_files, spec, to_inputs, global_batch, seed=config.seed, shuffle_buffer=config.shuffle_buffer
+    )
+    eval_ds = training.make_dataset(fn_args.eval_files, spec, to_inputs, global_batch, shuffle=False)
+    preview_x, preview_y = next(iter(training.make_dataset(
+        fn_args.eval_files, spec, to_inputs, 8, shuffle=False, repeat=False, drop_remainder=False)))
+
+    def preview_rows():
+        rows = [preview_y.numpy(), model(preview_x, training=False).numpy()]
+        if x_key != contract.IMAGE_KEY:
+            rows.insert(1, preview_x.numpy())
+        return rows
+
+    with strategy.scope():
+        model, encoder, decoder = build_autoencoder(variant)
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.BinaryCrossentropy(),
+            metrics=[keras.metrics.MeanSquaredError(name="mse")],
+            jit_compile=config.jit_compile,
+            steps_per_execution=config.steps_per_execution,
+        )
+        optimizer.build(model.trainable_variables)
+
+    epochs, steps_per_epoch = training.chunk_steps(fn_args.train_steps, config.checkpoint_every)
+    checkpoint_dir = os.path.join(
+        config.checkpoint_root or os.path.join(fn_args.model_run_dir, "checkpoints"),
+        training.run_key(fn_args.train_files, variant, config.as_dict(), fn_args.train_steps, replicas),
+    )
+    resumable = training.ResumableTraining(checkpoint_dir, model=model, optimizer=optimizer)
+    initial_epoch = resumable.restore()
+
+    throughput = training.ThroughputCallback(global_batch)
+    callbacks = [
+        throughput,
+        resumable.callback(),
+        keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+        training.ImageGridCallback(fn_args.model_run_dir, preview_rows, name="inputs_and_reconstructions"),
+    ]
+    started = time.time()
+    history = model.fit(
+        train_ds,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=eval_ds,
+        validation_steps=max(1, fn_args.eval_steps or 1),
+        callbacks=callbacks,
+        verbose=2,
+    )
+    seconds = time.time() - started
+    steps_run = (epochs - initial_epoch) * steps_per_epoch
+
+    export_autoencoder(model, encoder, decoder, tf_transform_output, fn_args.serving_model_dir)
+    summary = {
+        "variant": variant,
+        "strategy": type(strategy).__name__,
+        "replicas": replicas,
+        "precision": policy,
+        "global_batch_size": global_batch,
+        "train_steps": epochs * steps_per_epoch,
+        "resumed_from_epoch": initial_epoch,
+        "steps_this_run": steps_run,
+        "examples_per_second": steps_run * global_batch / seconds if steps_run else None,
+        "steady_examples_per_second": throughput.steady_examples_per_second,
+        "final": {k: float(v[-1]) for k, v in history.history.items()} if history.history else {},
+    }
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training_summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    logging.info("Training summary: %s", summary)

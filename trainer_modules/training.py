@@ -1,0 +1,303 @@
+"""Training plumbing shared by every model family.
+
+Strategy from the hardware, global batch scaled by replicas, tf.data input from the
+transformed examples, mixed precision, checkpoints that let a killed Trainer resume,
+and TensorBoard image grids. Family modules (autoencoder.py, ...) only define networks
+and signatures.
+"""
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+# custom_config keys shared by all families.
+STRATEGY = "strategy"  # "auto" (default), "tpu", "mirrored", "one_device", "default"
+MIXED_PRECISION = "mixed_precision"  # "", "auto", "mixed_float16" or "mixed_bfloat16"
+CHECKPOINT_ROOT = "checkpoint_root"
+CHECKPOINT_EVERY = "checkpoint_every"
+LEARNING_RATE = "learning_rate"
+BATCH_SIZE = "batch_size"  # per replica
+SEED = "seed"
+JIT_COMPILE = "jit_compile"
+STEPS_PER_EXECUTION = "steps_per_execution"
+SHUFFLE_BUFFER = "shuffle_buffer"
+CODE_FINGERPRINT = "code_fingerprint"
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """Hyperparameters common to all families, read from the Trainer's custom_config."""
+
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    seed: int = 0
+    strategy: str = "auto"
+    mixed_precision: str = ""
+    checkpoint_root: str = ""
+    checkpoint_every: int = 100
+    jit_compile: object = "auto"
+    steps_per_execution: int = 1
+    shuffle_buffer: int = 10_000
+
+    @classmethod
+    def from_custom_config(cls, custom_config: Optional[dict]) -> "TrainingConfig":
+        config = dict(custom_config or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in config.items() if k in known}
+        result = cls(**values)
+        if result.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {result.batch_size}")
+        if result.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {result.checkpoint_every}")
+        return result
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------
+# Hardware: strategy and precision
+
+
+def choose_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """TPUStrategy when a TPU is found, MirroredStrategy over several GPUs, else one device.
+
+    `name` forces a choice: "mirrored" over all GPUs (or all logical CPUs when there is
+    no GPU, which is how the multi-device path is tested on a CPU machine).
+    """
+    if name in ("auto", "tpu"):
+        tpu = _find_tpu()
+        if tpu is not None:
+            tf.config.experimental_connect_to_cluster(tpu)
+            tf.tpu.experimental.initialize_tpu_system(tpu)
+            return tf.distribute.TPUStrategy(tpu)
+        if name == "tpu":
+            raise RuntimeError("strategy 'tpu' was asked for but no TPU was found")
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "mirrored":
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "auto" and len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    if name in ("auto", "one_device") and len(gpus) == 1:
+        return tf.distribute.OneDeviceStrategy(gpus[0].name)
+    if name in ("auto", "default", "one_device"):
+        return tf.distribute.get_strategy()
+    raise ValueError(f"unknown strategy {name!r}; expected auto, tpu, mirrored, one_device or default")
+
+
+def _find_tpu():
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        if not resolver.master():
+            return None
+        return resolver
+    except (ValueError, KeyError, RuntimeError, tf.errors.NotFoundError):
+        return None
+
+
+def split_logical_cpus(count: int) -> None:
+    """Expose `count` logical CPU devices (must run before TensorFlow initialises devices)."""
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError as error:  # devices already initialised
+        if len(tf.config.list_logical_devices("CPU")) < count:
+            raise RuntimeError(f"cannot split the CPU into {count} logical devices: {error}") from error
+
+
+def set_precision(policy: str, strategy: tf.distribute.Strategy) -> str:
+    """Apply a mixed-precision policy; "auto" picks bfloat16 on TPU, float16 on GPU."""
+    if policy == "auto":
+        if isinstance(strategy, tf.distribute.TPUStrategy):
+            policy = "mixed_bfloat16"
+        elif tf.config.list_logical_devices("GPU"):
+            policy = "mixed_float16"
+        else:
+            policy = "float32"
+    keras.mixed_precision.set_global_policy(policy or "float32")
+    return keras.mixed_precision.global_policy().name
+
+
+# ---------------------------------------------------------------------------
+# Input
+
+
+def tfrecord_files(uri_or_pattern) -> List[str]:
+    """Expand the Trainer's file patterns (a list or a single pattern) into files."""
+    patterns = [uri_or_pattern] if isinstance(uri_or_pattern, str) else list(uri_or_pattern)
+    files = sorted(f for p in patterns for f in tf.io.gfile.glob(p if "*" in p else os.path.join(p, "*")))
+    if not files:
+        raise FileNotFoundError(f"no TFRecord files match {patterns}")
+    return files
+
+
+def make_dataset(
+    file_pattern,
+    feature_spec: Dict[str, tf.io.FixedLenFeature],
+    to_inputs: Callable[[Dict[str, tf.Tensor]], object],
+    batch_size: int,
+    shuffle: bool = True,
+    repeat: bool = True,
+    seed: int = 0,
+    shuffle_buffer: int = 10_000,
+    drop_remainder: bool = True,
+) -> tf.data.Dataset:
+    """Stream transformed examples from gzipped TFRecords, parsed a batch at a time."""
+    files = tfrecord_files(file_pattern)
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle:
+        dataset = dataset.shuffle(len(files), seed=seed)
+    dataset = dataset.interleave(
+        lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
+        cycle_length=min(4, len(files)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=not shuffle,
+    )
+    # Decompressed records are small; caching them saves the gzip work on every epoch.
+    dataset = dataset.cache()
+    if repeat:
+        dataset = dataset.repeat()
+    if shuffle:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.map(
+        lambda records: to_inputs(tf.io.parse_example(records, feature_spec)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints that survive a killed Trainer
+
+
+def run_key(*parts) -> str:
+    """A short digest of what defines a training run (inputs, hyperparameters)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class ResumableTraining:
+    """Model, optimizer(s) and epoch counter in a tf.train.Checkpoint under a stable directory.
+
+    The directory is keyed by the run's inputs and hyperparameters, so a Trainer that was
+    killed and is launched again on the same inputs continues from its last completed
+    chunk of steps, optimizer state included; a run with different inputs starts fresh.
+    """
+
+    def __init__(self, directory: str, max_to_keep: int = 2, **trackables):
+        self.directory = directory
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
+        self.checkpoint = tf.train.Checkpoint(completed_epochs=self.epoch, **trackables)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=max_to_keep)
+
+    def restore(self) -> int:
+        """Restore the latest checkpoint if any; returns the number of completed epochs."""
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            logging.info("Resuming from %s after %d completed epochs", latest, int(self.epoch.numpy()))
+        return int(self.epoch.numpy())
+
+    def callback(self) -> keras.callbacks.Callback:
+        owner = self
+
+        class _Save(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                owner.epoch.assign(epoch + 1)
+                owner.manager.save(checkpoint_number=epoch + 1)
+
+        return _Save()
+
+
+def chunk_steps(train_steps: int, checkpoint_every: int):
+    """Split train_steps into equal epochs of at most checkpoint_every steps.
+
+    Returns (epochs, steps_per_epoch); epochs * steps_per_epoch >= train_steps and the
+    excess is under one step per epoch.
+    """
+    if train_steps < 1:
+        raise ValueError(f"train_steps must be >= 1, got {train_steps}")
+    epochs = math.ceil(train_steps / checkpoint_every)
+    return epochs, math.ceil(train_steps / epochs)
+
+
+class ThroughputCallback(keras.callbacks.Callback):
+    """Training examples per second, per epoch, from the first to the last batch of the epoch.
+
+    Timing starts after the epoch's first batch, so compilation and input warm-up are left out.
+    """
+
+    def __init__(self, global_batch_size: int):
+        super().__init__()
+        self.global_batch_size = global_batch_size
+        self.per_epoch: List[float] = []
+        self._start = None
+        self._first_batch = self._last_batch = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        # With steps_per_execution > 1 Keras calls this once per execution; `batch` is the step index.
+        if self._start is None:
+            self._start, self._first_batch = time.perf_counter(), batch
+        self._last_batch = batch
+
+    def on_epoch_end(self, epoch, logs=None):
+        steps = self._last_batch - self._first_batch
+        if self._start is not None and steps > 0:
+            self.per_epoch.append(steps * self.global_batch_size / (time.perf_counter() - self._start))
+        self._start = None
+
+    @property
+    def steady_examples_per_second(self) -> Optional[float]:
+        """Median over epochs, leaving out the first epoch when there are several."""
+        values = self.per_epoch[1:] or self.per_epoch
+        return float(np.median(values)) if values else None
+
+
+# ---------------------------------------------------------------------------
+# Images: grids for TensorBoard and evaluation reports
+
+
+def image_grid(rows: Sequence[np.ndarray], value_range=(0.0, 1.0)) -> np.ndarray:
+    """Stack rows of images [N, H, W, C] into one uint8 grid [rows*H, N*W, C] with 1px gaps."""
+    low, high = value_range
+    prepared = []
+    for row in rows:
+        row = np.asarray(row, dtype=np.float32)
+        row = np.clip((row - low) / (high - low), 0.0, 1.0)
+        row = np.pad(row, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=1.0)
+        prepared.append(np.concatenate(list(row), axis=1))
+    grid = np.concatenate(prepared, axis=0)
+    return np.round(grid * 255.0).astype(np.uint8)
+
+
+def write_png(path: str, grid: np.ndarray) -> str:
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    tf.io.write_file(path, tf.io.encode_png(grid))
+    return path
+
+
+class ImageGridCallback(keras.callbacks.Callback):
+    """Writes a TensorBoard image grid of fixed inputs and the model's outputs every epoch."""
+
+    def __init__(self, log_dir: str, rows_fn: Callable[[], Sequence[np.ndarray]], name="samples", value_range=(0.0, 1.0)):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "images"))
+        self.rows_fn = rows_fn
+        self.name = name
+        self.value_range = value_range
+
+    def on_epoch_end(self, epoch, logs=None):
+        grid = image_grid(self.rows_fn(), self.value_range)
+        with self.writer.as_default():
+            tf.summary.image(self.name, grid[None], step=epoch + 1)
+        self.writer.flush()
