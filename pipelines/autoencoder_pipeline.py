@@ -5,6 +5,7 @@
 """
 from tfx import v1 as tfx
 
+import serving
 import trainer_modules
 from components.generative_evaluator import GenerativeEvaluator
 from components.mnist_example_gen import MnistExampleGen
@@ -19,7 +20,7 @@ RUN_FN = "trainer_modules.autoencoder.run_fn"
 
 def create_pipeline(config: RunConfig) -> tfx.dsl.Pipeline:
     """ExampleGen -> statistics -> schema -> Transform -> Trainer -> GenerativeEvaluator -> Pusher."""
-    fingerprint = code_fingerprint(trainer_modules)
+    fingerprint = code_fingerprint(trainer_modules, serving)
 
     example_gen = MnistExampleGen(
         dataset=config.dataset,

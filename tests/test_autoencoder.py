@@ -128,3 +128,17 @@ def test_mirrored_strategy_on_two_logical_cpus(transformed_data, tmp_path):
     summary = _summary(fn_args)
     assert summary["strategy"] == "MirroredStrategy"
     assert summary["replicas"] == 2 and summary["global_batch_size"] == 16
+
+
+def test_mixed_precision_trains_and_exports_float32(transformed_data, tmp_path):
+    import keras
+
+    fn_args = _fn_args(transformed_data, tmp_path, "bf16", train_steps=2,
+                       **{autoencoder.VARIANT: "dense", training.MIXED_PRECISION: "mixed_bfloat16"})
+    autoencoder.run_fn(fn_args)
+    assert _summary(fn_args)["precision"] == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after training
+    loaded = tf.saved_model.load(fn_args.serving_model_dir)
+    out = loaded.signatures[sig.RECONSTRUCT](**{sig.IMAGES_INPUT: tf.zeros([2, 28, 28, 1])})
+    assert out[sig.RECONSTRUCTION_OUTPUT].dtype == tf.float32
+

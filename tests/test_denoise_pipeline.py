@@ -86,6 +86,8 @@ def test_unblessed_model_is_not_pushed(first_run, tmp_path):
     summary = local_runner.run_pipeline(strict, autoencoder_pipeline.create_pipeline)
     assert summary["components"]["Trainer"] == "COMPLETE"
     assert summary["blessed"] is False and summary["pushed"] is False
+    # The first run's blessed model was resolved from ML Metadata and scored on the same images.
+    assert summary["baseline_metrics"]["num_examples"] == summary["metrics"]["num_examples"]
     assert "psnr_gain_db" in summary["not_pushed_reason"]
     assert not os.path.exists(os.path.join(strict.serving_dir, strict.model_name))
     assert "not pushed: not blessed" in local_runner.format_summary(summary)

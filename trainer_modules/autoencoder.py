@@ -157,7 +157,7 @@ def export_autoencoder(model, encoder, decoder, tf_transform_output, export_dir:
 
 def image_feature_spec(tf_transform_output, keys):
     spec = tf_transform_output.transformed_feature_spec()
-    return {k: spec[k] for k in keys}
+    return {k: spec[k] for k in keys if k in spec}
 
 
 def run_fn(fn_args):
@@ -168,9 +168,12 @@ def run_fn(fn_args):
         raise ValueError(f"custom_config[{VARIANT!r}]={variant!r}; expected one of {VARIANTS}")
     config = training.TrainingConfig.from_custom_config(custom_config)
     keras.utils.set_random_seed(config.seed)
-
     strategy = training.choose_strategy(config.strategy)
-    policy = training.set_precision(config.mixed_precision, strategy)
+    with training.precision_policy(config.mixed_precision, strategy) as policy:
+        _train_and_export(fn_args, variant, config, strategy, policy)
+
+
+def _train_and_export(fn_args, variant, config, strategy, policy):
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
 
@@ -199,14 +202,14 @@ def run_fn(fn_args):
 
     with strategy.scope():
         model, encoder, decoder = build_autoencoder(variant)
-        optimizer = keras.optimizers.Adam(config.learning_rate)
         model.compile(
-            optimizer=optimizer,
+            optimizer=keras.optimizers.Adam(config.learning_rate),
             loss=keras.losses.BinaryCrossentropy(),
             metrics=[keras.metrics.MeanSquaredError(name="mse")],
             jit_compile=config.jit_compile,
             steps_per_execution=config.steps_per_execution,
         )
+        optimizer = model.optimizer  # a LossScaleOptimizer under mixed_float16
         optimizer.build(model.trainable_variables)
 
     epochs, steps_per_epoch = training.chunk_steps(fn_args.train_steps, config.checkpoint_every)
@@ -233,6 +236,7 @@ def run_fn(fn_args):
         validation_data=eval_ds,
         validation_steps=max(1, fn_args.eval_steps or 1),
         callbacks=callbacks,
+        shuffle=False,  # the input pipeline shuffles
         verbose=2,
     )
     seconds = time.time() - started

