@@ -104,3 +104,50 @@ def test_cli_list_and_bad_flags(capsys):
     assert "--train-steps must be at least 1" in capsys.readouterr().err
     assert cli.main(["run", "denoise", "--data-dir", "/no/such/folder"]) == 2
     assert "/no/such/folder" in capsys.readouterr().err
+
+
+def test_cli_runs_a_plain_autoencoder_on_idx_files(tmp_path, capsys):
+    """`genpipe run autoencoder --variant dense --dataset fashion_mnist --data-dir DIR` end to end."""
+    from test_mnist_example_gen import write_idx_dataset
+
+    data_dir = tmp_path / "fashion"
+    write_idx_dataset(str(data_dir), compress=True)
+    summary_path = tmp_path / "summary.json"
+    code = cli.main([
+        "run", "autoencoder", "--variant", "dense", "--dataset", "fashion_mnist", "--data-dir", str(data_dir),
+        "--pipeline-root", str(tmp_path / "root"), "--serving-dir", str(tmp_path / "serving"),
+        "--train-steps", "2", "--batch-size", "4", "--eval-steps", "1", "--summary", str(summary_path),
+    ])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "[5/8] Transform done" in out and "autoencoder-dense-fashion-mnist summary" in out
+    import json
+
+    summary = json.loads(summary_path.read_text())
+    assert summary["pipeline"] == "autoencoder-dense-fashion-mnist"
+    assert summary["components"]["Trainer"] == "COMPLETE"
+    assert summary["metrics"]["num_examples"] == 5
+    assert "psnr_gain_db" not in summary["metrics"]  # no noise for plain autoencoders
+
+
+def test_cli_reports_corrupt_idx_file_by_name(tmp_path, capsys):
+    from test_mnist_example_gen import write_idx_dataset
+
+    data_dir = tmp_path / "mnist"
+    write_idx_dataset(str(data_dir))
+    labels = data_dir / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(b"\x00\x00\x08\x03" + labels.read_bytes()[4:])  # wrong magic number
+    code = cli.main([
+        "run", "autoencoder", "--variant", "dense", "--dataset", "mnist", "--data-dir", str(data_dir),
+        "--pipeline-root", str(tmp_path / "root"), "--serving-dir", str(tmp_path / "serving"),
+        "--train-steps", "2", "--batch-size", "4",
+    ])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "t10k-labels-idx1-ubyte" in err and "2049" in err
+    assert not (tmp_path / "serving").exists()
+    # The failed ExampleGen published no Examples artifact.
+    config = cli.config_from_args(cli.build_parser().parse_args(
+        ["run", "autoencoder", "--pipeline-root", str(tmp_path / "root")]))
+    examples = local_runner._store(config).get_artifacts_by_type("Examples")
+    assert [a for a in examples if a.state == metadata_store_pb2.Artifact.LIVE] == []
