@@ -23,6 +23,7 @@ and the medians over rounds are reported. Nothing here asserts a wall-clock targ
     .venv/bin/python benchmarks/train_throughput.py --intra-op-threads 2 --inter-op-threads 1
 """
 import argparse
+import contextlib
 import datetime
 import json
 import math
@@ -96,6 +97,10 @@ def parse_args(argv=None):
         parser.error("need 0 < --train-examples < --examples <= 5000")
     if args.steps < 2 * args.checkpoint_chunks:
         parser.error("--steps must be at least 2 * --checkpoint-chunks")
+    chunk = math.ceil(args.steps / args.checkpoint_chunks)
+    if args.steps_per_execution and 2 * args.steps_per_execution > chunk:
+        parser.error(f"--steps-per-execution {args.steps_per_execution} leaves fewer than two executions in a "
+                     f"checkpoint chunk of {chunk} steps, so no steady-state window can be timed")
     return args
 
 
@@ -241,10 +246,55 @@ def load_train_arrays(paths: dict):
 # The two measurements
 
 
+class CpuTimedThroughput(training.ThroughputCallback):
+    """training.ThroughputCallback that also counts this process's CPU seconds over the same windows.
+
+    Examples per CPU-second hardly move when another process shares the two cores, so they tell
+    a real speed-up from a quieter machine. The wall-clock numbers stay the parent's.
+    """
+
+    def __init__(self, global_batch_size: int):
+        super().__init__(global_batch_size)
+        self.cpu_per_epoch = []
+        self._marks = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, logs)
+        self._marks.append((batch, time.process_time()))
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if len(self._marks) > 1 and self._marks[-1][0] > self._marks[0][0]:
+            (first, cpu_first), (last, cpu_last) = self._marks[0], self._marks[-1]
+            self.cpu_per_epoch.append((last - first) * self.global_batch_size / (cpu_last - cpu_first))
+        self._marks = []
+
+    @property
+    def steady_examples_per_cpu_second(self):
+        values = self.cpu_per_epoch[1:] or self.cpu_per_epoch
+        return float(np.median(values)) if values else None
+
+
+@contextlib.contextmanager
+def cpu_timed_trainer():
+    """Lets run_fn build CpuTimedThroughput where it builds its ThroughputCallback; yields those built."""
+    built = []
+    original = training.ThroughputCallback
+
+    class Recorded(CpuTimedThroughput):
+        def __init__(self, global_batch_size):
+            super().__init__(global_batch_size)
+            built.append(self)
+
+    training.ThroughputCallback = Recorded
+    try:
+        yield built
+    finally:
+        training.ThroughputCallback = original
+
+
 def run_project(paths: dict, args, custom_config: dict, run_dir: str) -> dict:
-    """One Trainer run through run_fn; returns its training_summary.json plus wall time."""
-
-
+    """One Trainer run through run_fn; returns its training_summary.json numbers plus CPU and wall time."""
     fn_args = FnArgs(
         working_dir=run_dir,
         train_files=[os.path.join(paths["examples"], f"Split-{contract.TRAIN_SPLIT}", "*")],
@@ -258,16 +308,20 @@ def run_project(paths: dict, args, custom_config: dict, run_dir: str) -> dict:
         custom_config=dict(custom_config),
     )
     started = time.time()
-    autoencoder.run_fn(fn_args)
+    with cpu_timed_trainer() as built:
+        autoencoder.run_fn(fn_args)
     wall = time.time() - started
     with open(os.path.join(fn_args.model_run_dir, "training_summary.json")) as f:
         summary = json.load(f)
     return {
         "steady_examples_per_second": summary["steady_examples_per_second"],
+        "steady_examples_per_cpu_second": built[-1].steady_examples_per_cpu_second if built else None,
         "examples_per_second": summary["examples_per_second"],
+        "per_epoch_examples_per_second": built[-1].per_epoch if built else None,
         "precision": summary["precision"],
         "train_steps": summary["train_steps"],
         "wall_seconds": wall,
+        "loadavg_1min": os.getloadavg()[0],
     }
 
 
@@ -286,28 +340,46 @@ class StopAfterSteps(keras.callbacks.Callback):
 
 
 def run_reference(noisy, clean, args) -> dict:
-    """The course style: arrays in memory, compile('adam', 'binary_crossentropy'), fit(batch_size=128)."""
-
-
-    keras.mixed_precision.set_global_policy("float32")  # run_fn may have set another policy
+    """The course style: arrays in memory, compile("adam", "binary_crossentropy"), fit(batch_size=128)."""
+    keras.mixed_precision.set_global_policy("float32")  # run_fn may have left another policy
     keras.utils.set_random_seed(args.seed)
     model = autoencoder.build_autoencoder(VARIANT)[0]
     jit = {"auto": "auto", "true": True, "false": False}[args.reference_jit_compile]
     model.compile(optimizer="adam", loss="binary_crossentropy", jit_compile=jit)
-    batches_per_epoch = math.ceil(len(noisy) / args.batch_size)
-    epochs = math.ceil(args.steps / batches_per_epoch)
-    throughput = training.ThroughputCallback(args.batch_size)
+    epochs = math.ceil(args.steps / math.ceil(len(noisy) / args.batch_size))
+    throughput = CpuTimedThroughput(args.batch_size)
     started = time.time()
     model.fit(noisy, clean, batch_size=args.batch_size, epochs=epochs, shuffle=True, verbose=0,
               callbacks=[throughput, StopAfterSteps(args.steps)])
     wall = time.time() - started
     return {
         "steady_examples_per_second": throughput.steady_examples_per_second,
+        "steady_examples_per_cpu_second": throughput.steady_examples_per_cpu_second,
         "examples_per_second": args.steps * args.batch_size / wall,
+        "per_epoch_examples_per_second": throughput.per_epoch,
         "precision": "float32",
         "train_steps": args.steps,
         "wall_seconds": wall,
+        "loadavg_1min": os.getloadavg()[0],
     }
+
+
+def time_input_pipeline(paths: dict, args, batches: int = 100) -> dict:
+    """The project's training.make_dataset alone: what feeding the model costs per batch."""
+    tf_transform_output = tft.TFTransformOutput(paths["transform_graph"])
+    x_key = autoencoder.input_key(VARIANT)
+    spec = autoencoder.image_feature_spec(tf_transform_output, sorted({x_key, contract.IMAGE_KEY}))
+    dataset = training.make_dataset(
+        [os.path.join(paths["examples"], f"Split-{contract.TRAIN_SPLIT}", "*")], spec,
+        lambda features: (features[x_key], features[contract.IMAGE_KEY]), args.batch_size, seed=args.seed)
+    iterator = iter(dataset)
+    for _ in range(batches // 2):  # fills the cache and the shuffle buffer
+        next(iterator)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(batches):
+        next(iterator)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"examples_per_second": batches * args.batch_size / wall, "cpu_ms_per_batch": 1000 * cpu / batches}
 
 
 # ---------------------------------------------------------------------------
@@ -320,50 +392,77 @@ def median_of(runs, key="steady_examples_per_second"):
 
 def spread(runs, key="steady_examples_per_second"):
     values = [r[key] for r in runs if r.get(key)]
-    return (min(values), max(values)) if values else (None, None)
+    return [min(values), max(values)] if values else [None, None]
+
+
+def fmt(value, spec=".1f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def summarize(runs) -> dict:
+    return {
+        "steady_examples_per_second": median_of(runs),
+        "steady_examples_per_second_range": spread(runs),
+        "steady_examples_per_cpu_second": median_of(runs, "steady_examples_per_cpu_second"),
+        "steady_examples_per_cpu_second_range": spread(runs, "steady_examples_per_cpu_second"),
+        "runs": runs,
+    }
+
+
+def ratio_of(project: dict, reference: dict, key: str):
+    if project.get(key) and reference.get(key):
+        return project[key] / reference[key]
+    return None
 
 
 def main(argv=None):
     args = parse_args(argv)
     threads = configure_threads(args)
-
-
     custom_config = project_custom_config(args)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    print(f"project custom_config: {json.dumps(custom_config, sort_keys=True)}")
+    print(f"threads: intra_op={threads['intra_op']} inter_op={threads['inter_op']} (0 = TensorFlow's choice)")
+
     work = tempfile.mkdtemp(prefix="train_throughput-")
     data_root = args.data_dir or os.path.join(work, "data")
     os.makedirs(data_root, exist_ok=True)
     load_before = os.getloadavg()
+    project_runs, reference_runs = [], []
     try:
         paths = build_transformed_data(data_root, args)
         noisy, clean = (None, None) if args.skip_reference else load_train_arrays(paths)
+        input_pipeline = time_input_pipeline(paths, args)
+        print(f"input pipeline alone (training.make_dataset): {input_pipeline['examples_per_second']:.0f} examples/s, "
+              f"{input_pipeline['cpu_ms_per_batch']:.2f} CPU-ms per batch", flush=True)
 
-        project_runs, reference_runs = [], []
         for round_index in range(args.rounds):
             order = ("project", "reference") if round_index % 2 == 0 else ("reference", "project")
             for side in order:
                 if side == "project":
                     result = run_project(paths, args, custom_config, os.path.join(work, f"project-{round_index}"))
                     project_runs.append(result)
-                elif not args.skip_reference:
+                elif args.skip_reference:
+                    continue
+                else:
                     result = run_reference(noisy, clean, args)
                     reference_runs.append(result)
-                else:
-                    continue
                 print(f"round {round_index + 1}/{args.rounds} {side:9s}: "
-                      f"{result['steady_examples_per_second']:8.1f} examples/s steady "
-                      f"({result['examples_per_second']:.1f} overall, {result['wall_seconds']:.1f}s wall)", flush=True)
+                      f"{fmt(result['steady_examples_per_second']):>7s} examples/s steady, "
+                      f"{fmt(result['steady_examples_per_cpu_second']):>6s} examples/CPU-s, "
+                      f"{fmt(result['examples_per_second']):>6s} examples/s overall, "
+                      f"{result['wall_seconds']:5.1f}s wall, loadavg {result['loadavg_1min']:.2f}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load_after = os.getloadavg()
 
-    project = median_of(project_runs)
-    reference = median_of(reference_runs)
-    ratio = project / reference if project and reference else None
+    project, reference = summarize(project_runs), summarize(reference_runs)
+    ratio = ratio_of(project, reference, "steady_examples_per_second")
+    cpu_ratio = ratio_of(project, reference, "steady_examples_per_cpu_second")
     results = {
         "benchmark": "train_throughput",
         "model": f"autoencoder/{VARIANT}",
         "time": datetime.datetime.now().isoformat(timespec="seconds"),
-        "command": " ".join([os.path.relpath(sys.argv[0], REPO_ROOT)] + (argv if argv is not None else sys.argv[1:])),
+        "command": " ".join(["benchmarks/train_throughput.py"] + argv),
         "settings": {
             "steps": args.steps, "batch_size": args.batch_size, "examples": args.examples,
             "train_examples": args.train_examples, "rounds": args.rounds,
@@ -374,25 +473,33 @@ def main(argv=None):
         "environment": {
             "tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version(),
             "cpu_count": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": load_after,
+            "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
         },
-        "project": {"steady_examples_per_second": project, "range": spread(project_runs), "runs": project_runs},
-        "reference": {"steady_examples_per_second": reference, "range": spread(reference_runs), "runs": reference_runs},
+        "input_pipeline": input_pipeline,
+        "project": project,
+        "reference": reference,
         "ratio_project_over_reference": ratio,
+        "ratio_project_over_reference_per_cpu_second": cpu_ratio,
     }
 
-    def fmt(value, spec=".1f"):
-        return "n/a" if value is None else format(value, spec)
+    def line(name, summary):
+        low, high = summary["steady_examples_per_second_range"]
+        cpu_low, cpu_high = summary["steady_examples_per_cpu_second_range"]
+        return (f"{name:9s}: {fmt(summary['steady_examples_per_second']):>7s} examples/s "
+                f"(range {fmt(low)}-{fmt(high)}), {fmt(summary['steady_examples_per_cpu_second']):>6s} examples/CPU-s "
+                f"(range {fmt(cpu_low)}-{fmt(cpu_high)})")
 
     print()
     print(f"settings : steps={args.steps} batch={args.batch_size} train_examples={args.train_examples} "
-          f"rounds={args.rounds} threads(intra={threads['intra_op']}, inter={threads['inter_op']})")
+          f"rounds={args.rounds} chunks={args.checkpoint_chunks} intra_op={threads['intra_op']} "
+          f"inter_op={threads['inter_op']} reference_jit_compile={args.reference_jit_compile}")
     print(f"project  : custom_config={json.dumps(custom_config, sort_keys=True)}")
-    print(f"project  : {fmt(project)} examples/s (median; range {fmt(spread(project_runs)[0])}"
-          f"-{fmt(spread(project_runs)[1])})")
-    print(f"reference: {fmt(reference)} examples/s (median; range {fmt(spread(reference_runs)[0])}"
-          f"-{fmt(spread(reference_runs)[1])})")
-    print(f"ratio    : {fmt(ratio, '.3f')} (project / reference)")
-    print(f"loadavg  : {load_before[0]:.2f} before, {load_after[0]:.2f} after on {os.cpu_count()} CPUs")
+    print(line("project", project) + "  [median over rounds]")
+    print(line("reference", reference) + "  [median over rounds]")
+    print(f"ratio    : {fmt(ratio, '.3f')} project/reference (steady examples/s); "
+          f"{fmt(cpu_ratio, '.3f')} per CPU-second")
+    print(f"loadavg  : {load_before[0]:.2f} before, {load_after[0]:.2f} after, on {os.cpu_count()} CPUs "
+          f"(above ~{os.cpu_count()} another process was competing and wall-clock numbers are noisy)")
 
     output = args.output or os.path.join(
         REPO_ROOT, "runs", "benchmarks", f"train_throughput-{datetime.datetime.now():%Y%m%d-%H%M%S}.json")
