@@ -60,52 +60,48 @@ def encode_transformed(instance):
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
-@pytest.fixture(scope="session")
-def transformed_data(tmp_path_factory):
-    """Runs analyze-and-transform with the project's preprocessing_fn on 48 train / 16 eval images.
+def transform_digits(root: str, config: dict, count: int = 64, train_count: int = 48) -> dict:
+    """Runs analyze-and-transform with the project's preprocessing_fn and `config` on generated digits.
 
     Returns a dict with `transform_graph` (a TransformGraph dir) and `examples` (a dir with
-    Split-train / Split-eval of transformed, gzipped tf.Examples), laid out like TFX artifacts.
+    Split-train / Split-eval of transformed, gzipped tf.Examples), laid out like TFX artifacts,
+    plus the raw records, images and labels.
     """
+    import apache_beam as beam
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import metadata_io
     from tfx_bsl.public import tfxio
 
     from trainer_modules import preprocessing
 
-    root = str(tmp_path_factory.mktemp("transformed"))
-    images = make_digit_images(64, seed=1)
-    labels = np.arange(64) % 10
+    images = make_digit_images(count, seed=1)
+    labels = np.arange(count) % 10
     raw = {
-        contract.TRAIN_SPLIT: serialized_examples(images[:48], labels[:48]),
-        contract.EVAL_SPLIT: serialized_examples(images[48:], labels[48:]),
+        contract.TRAIN_SPLIT: serialized_examples(images[:train_count], labels[:train_count]),
+        contract.EVAL_SPLIT: serialized_examples(images[train_count:], labels[train_count:]),
     }
     feature_spec = {
         contract.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
         contract.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
     }
     schema = tft.DatasetMetadata.from_feature_spec(feature_spec).schema
-    config = {preprocessing.NOISE_FACTOR: NOISE_FACTOR, preprocessing.SEED: SEED}
 
     def preprocessing_fn(inputs):
         return preprocessing.preprocessing_fn(inputs, config)
 
     coder = tfxio.TFExampleBeamRecord(physical_format="tfrecord", schema=schema, raw_record_column_name=None)
-    transformed = {}
     with tft_beam.Context(temp_dir=os.path.join(root, "tmp")):
-        import apache_beam as beam
-
         with beam.Pipeline() as pipeline:
             train = pipeline | "Train" >> beam.Create(raw[contract.TRAIN_SPLIT]) | "DecodeTrain" >> coder.BeamSource()
             evals = pipeline | "Eval" >> beam.Create(raw[contract.EVAL_SPLIT]) | "DecodeEval" >> coder.BeamSource()
             tensor_adapter_config = coder.TensorAdapterConfig()
-            (train_out, metadata), transform_fn = (
+            (train_out, _), transform_fn = (
                 (train, tensor_adapter_config) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn)
             )
             eval_out, _ = ((evals, tensor_adapter_config), transform_fn) | tft_beam.TransformDataset()
             _ = transform_fn | tft_beam.WriteTransformFn(os.path.join(root, "transform_graph"))
             for name, data in ((contract.TRAIN_SPLIT, train_out), (contract.EVAL_SPLIT, eval_out)):
-                transformed[name] = data
                 _ = (
                     data
                     | f"Encode{name}" >> beam.Map(encode_transformed)
@@ -113,8 +109,6 @@ def transformed_data(tmp_path_factory):
                         os.path.join(root, "examples", f"Split-{name}", "data_tfrecord"), file_name_suffix=".gz")
                 )
     # TFX's Transform also records the raw metadata beside the transform graph.
-    from tensorflow_transform.tf_metadata import metadata_io
-
     metadata_io.write_metadata(tft.DatasetMetadata(schema), os.path.join(root, "transform_graph", "metadata"))
     return {
         "root": root,
@@ -124,6 +118,24 @@ def transformed_data(tmp_path_factory):
         "images": images,
         "labels": labels,
     }
+
+
+@pytest.fixture(scope="session")
+def transformed_data(tmp_path_factory):
+    """48 train / 16 eval generated digits in [0, 1] with `image_noisy` (noise_factor 0.5)."""
+    from trainer_modules import preprocessing
+
+    root = str(tmp_path_factory.mktemp("transformed"))
+    return transform_digits(root, {preprocessing.NOISE_FACTOR: NOISE_FACTOR, preprocessing.SEED: SEED})
+
+
+@pytest.fixture(scope="session")
+def transformed_symmetric(tmp_path_factory):
+    """48 train / 16 eval generated digits scaled to [-1, 1] (tanh-output models), no noise."""
+    from trainer_modules import preprocessing
+
+    root = str(tmp_path_factory.mktemp("transformed_symmetric"))
+    return transform_digits(root, {preprocessing.VALUE_RANGE: "symmetric", preprocessing.SEED: SEED})
 
 
 def pytest_configure(config):

@@ -21,7 +21,7 @@ and the medians over rounds are reported. Nothing here asserts a wall-clock targ
     .venv/bin/python benchmarks/train_throughput.py --jit-compile true --steps-per-execution 10
     .venv/bin/python benchmarks/train_throughput.py --mixed-precision mixed_bfloat16  # changes numerics
     .venv/bin/python benchmarks/train_throughput.py --intra-op-threads 2 --inter-op-threads 1
-    .venv/bin/python benchmarks/train_throughput.py --project-validation evaluate-callback  # emulated run_fn change
+    .venv/bin/python benchmarks/train_throughput.py --project-validation in-fit  # emulate fit(validation_data=...)
 
 Besides examples/s, each side reports examples per CPU-second over the same windows: that
 number barely moves when another process shares the two cores, so a ratio that moves while
@@ -61,7 +61,7 @@ from trainer_modules import training
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_EXAMPLES_DEFAULT = 4608  # 36 full batches of 128: every reference batch is full
 VARIANT = "denoising"
-VALIDATION_MODES = ("fit", "evaluate-callback", "last-chunk", "none")
+VALIDATION_MODES = ("run_fn", "in-fit", "last-chunk", "none")
 DATA_MARKER = "benchmark_data.json"
 
 
@@ -85,8 +85,8 @@ def parse_args(argv=None):
                         help="custom_config mixed_precision, e.g. mixed_bfloat16 (changes numerics)")
     parser.add_argument("--shuffle-buffer", type=int, default=None, help="custom_config shuffle_buffer")
     parser.add_argument("--custom-config", default="{}", help="extra custom_config entries as JSON")
-    parser.add_argument("--project-validation", choices=VALIDATION_MODES, default="fit",
-                        help="'fit' runs run_fn as it is; the others emulate a run_fn that validates differently "
+    parser.add_argument("--project-validation", choices=VALIDATION_MODES, default="run_fn",
+                        help="'run_fn' runs run_fn as it is; the others emulate a run_fn that validates differently "
                              "(see project_validation) to measure what that change would gain")
     # Process-wide settings: they apply to both sides.
     parser.add_argument("--intra-op-threads", type=int, default=None, help="tf.config.threading intra-op threads")
@@ -291,38 +291,28 @@ def cpu_timed_trainer():
         training.ThroughputCallback = original
 
 
-class EvaluateEachChunk(keras.callbacks.Callback):
-    """Validation as a separate model.evaluate on a fresh, finite slice of the eval data after each epoch."""
-
-    def __init__(self, data, steps):
-        super().__init__()
-        self.data, self.steps = data, steps
-
-    def on_epoch_end(self, epoch, logs=None):
-        results = self.model.evaluate(self.data.take(self.steps), verbose=0, return_dict=True)
-        if logs is not None:
-            logs.update({f"val_{name}": value for name, value in results.items()})
-
-
 @contextlib.contextmanager
 def project_validation(mode: str):
     """Rewrites run_fn's model.fit call in this process to emulate another way of validating.
 
-    "fit" leaves run_fn alone (validation_data + validation_steps on an endless eval dataset, so
-    Keras keeps one cached eval iterator for the whole fit). "evaluate-callback" runs EvaluateEachChunk
-    instead, "last-chunk" validates only after the last epoch, "none" drops validation.
+    "run_fn" leaves run_fn alone (training.EvaluateEachChunk: a separate evaluate of eval_steps
+    batches after each checkpoint chunk). "in-fit" validates the way run_fn used to, with
+    fit(validation_data=..., validation_steps=...) on the endless eval dataset; "last-chunk" does that
+    only after the last epoch; "none" drops validation.
     """
-    if mode == "fit":
+    if mode == "run_fn":
         yield
         return
     original = keras.Model.fit
 
     def fit(self, *fit_args, **kwargs):
-        data, steps = kwargs.pop("validation_data", None), kwargs.pop("validation_steps", None)
-        if data is not None and mode == "last-chunk":
-            kwargs.update(validation_data=data, validation_steps=steps, validation_freq=kwargs.get("epochs", 1))
-        elif data is not None and mode == "evaluate-callback":
-            kwargs["callbacks"] = [EvaluateEachChunk(data, steps or 1)] + list(kwargs.get("callbacks") or [])
+        callbacks = list(kwargs.get("callbacks") or [])
+        chunk_eval = [c for c in callbacks if isinstance(c, training.EvaluateEachChunk)]
+        kwargs["callbacks"] = [c for c in callbacks if not isinstance(c, training.EvaluateEachChunk)]
+        if chunk_eval and mode in ("in-fit", "last-chunk"):
+            kwargs.update(validation_data=chunk_eval[0].data, validation_steps=chunk_eval[0].steps)
+            if mode == "last-chunk":
+                kwargs["validation_freq"] = kwargs.get("epochs", 1)
         return original(self, *fit_args, **kwargs)
 
     keras.Model.fit = fit

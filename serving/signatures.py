@@ -13,3 +13,18 @@ LATENT_INPUT = "latent"
 # Output names.
 RECONSTRUCTION_OUTPUT = "reconstruction"
 LATENT_OUTPUT = "latent"
+
+# Generative families (vae, gan).
+SAMPLE = "sample"        # (num, seed) -> images: `num` draws from the prior with a stateless seed
+GENERATE = "generate"    # (latent) -> images: the generator / decoder at given latent points
+ELBO = "elbo"            # (images) -> per-example elbo, reconstruction_nll, kl in nats (vae)
+
+NUM_INPUT = "num"        # int32 scalar
+SEED_INPUT = "seed"      # int32 scalar
+
+IMAGES_OUTPUT = "images"                        # float32 [N, H, W, C] in [0, 1], whatever the model's range
+MU_OUTPUT = "mu"
+LOG_VAR_OUTPUT = "log_var"
+ELBO_OUTPUT = "elbo"                            # nats per image (higher is better)
+RECONSTRUCTION_NLL_OUTPUT = "reconstruction_nll"  # Bernoulli NLL summed over pixels, nats per image
+KL_OUTPUT = "kl"                                # KL(q(z|x) || N(0, I)) summed over latent dims, nats per image

@@ -224,6 +224,7 @@ def _train_and_export(fn_args, variant, config, strategy, policy):
     callbacks = [
         throughput,
         resumable.callback(),
+        training.EvaluateEachChunk(eval_ds, fn_args.eval_steps or 1),
         keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
         training.ImageGridCallback(fn_args.model_run_dir, preview_rows, name="inputs_and_reconstructions"),
     ]
@@ -233,8 +234,6 @@ def _train_and_export(fn_args, variant, config, strategy, policy):
         epochs=epochs,
         initial_epoch=initial_epoch,
         steps_per_epoch=steps_per_epoch,
-        validation_data=eval_ds,
-        validation_steps=max(1, fn_args.eval_steps or 1),
         callbacks=callbacks,
         shuffle=False,  # the input pipeline shuffles
         verbose=2,

@@ -1,0 +1,112 @@
+"""Pipeline pieces every MNIST-family pipeline shares: data, Trainer, baseline resolver, Pusher.
+
+Each family's `create_pipeline(config)` composes these, so the data contract, caching
+keys and push layout stay the same across families.
+"""
+import dataclasses
+from typing import List
+
+from tfx import v1 as tfx
+
+import serving
+import trainer_modules
+from components.mnist_example_gen import MnistExampleGen
+from components.mnist_example_gen.sources import input_fingerprint
+from pipelines.config import RunConfig, code_fingerprint
+from trainer_modules import preprocessing, training
+
+PREPROCESSING_FN = "trainer_modules.preprocessing.preprocessing_fn"
+
+
+@dataclasses.dataclass
+class DataComponents:
+    example_gen: object
+    statistics_gen: object
+    schema_gen: object
+    transform: object
+
+    def as_list(self) -> List[object]:
+        return [self.example_gen, self.statistics_gen, self.schema_gen, self.transform]
+
+
+def code_version() -> str:
+    """Fingerprint of the trainer modules and serving conventions (a cache key for Transform/Trainer)."""
+    return code_fingerprint(trainer_modules, serving)
+
+
+def data_components(config: RunConfig, value_range: str, noise_factor: float = 0.0) -> DataComponents:
+    """MnistExampleGen -> StatisticsGen -> SchemaGen -> Transform (decode, scale, optional noise)."""
+    example_gen = MnistExampleGen(
+        dataset=config.dataset,
+        data_dir=config.data_dir,
+        max_examples_per_split=config.max_examples_per_split,
+        input_fingerprint=input_fingerprint(config.dataset, config.data_dir),
+    )
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config={
+            preprocessing.NOISE_FACTOR: noise_factor,
+            preprocessing.SEED: config.seed,
+            preprocessing.VALUE_RANGE: value_range,
+            training.CODE_FINGERPRINT: code_version(),
+        },
+    )
+    return DataComponents(example_gen, statistics_gen, schema_gen, transform)
+
+
+def trainer(config: RunConfig, data: DataComponents, run_fn: str, **custom_config) -> object:
+    """The stock Trainer running `run_fn` on the transformed examples, with the shared training knobs."""
+    return tfx.components.Trainer(
+        run_fn=run_fn,
+        examples=data.transform.outputs["transformed_examples"],
+        transform_graph=data.transform.outputs["transform_graph"],
+        schema=data.schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+        custom_config={
+            training.BATCH_SIZE: config.batch_size,
+            training.LEARNING_RATE: config.learning_rate,
+            training.SEED: config.seed,
+            training.STRATEGY: config.strategy,
+            training.MIXED_PRECISION: config.mixed_precision,
+            training.CHECKPOINT_EVERY: config.checkpoint_every,
+            training.CHECKPOINT_ROOT: f"{config.pipeline_root}/checkpoints",
+            training.CODE_FINGERPRINT: code_version(),
+            **custom_config,
+        },
+    )
+
+
+def latest_blessed_model_resolver() -> object:
+    """The baseline: this pipeline's latest blessed model (empty on a first run)."""
+    return tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+
+
+def pusher(config: RunConfig, model_channel, blessing_channel) -> object:
+    """Stock Pusher to `<serving_dir>/<model_name>/<version>/`, only for blessed models."""
+    return tfx.components.Pusher(
+        model=model_channel,
+        model_blessing=blessing_channel,
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=f"{config.serving_dir}/{config.model_name}")
+        ),
+    )
+
+
+def pipeline(config: RunConfig, components: List[object]) -> tfx.dsl.Pipeline:
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=components,
+        enable_cache=config.enable_cache,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path),
+        beam_pipeline_args=list(config.beam_args),
+    )
