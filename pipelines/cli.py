@@ -11,6 +11,8 @@ from pipelines import config as config_lib
 PIPELINES = {
     "denoise": "pipelines.autoencoder_pipeline:create_pipeline",
     "autoencoder": "pipelines.autoencoder_pipeline:create_pipeline",
+    "vae": "pipelines.vae_pipeline:create_pipeline",
+    "gan": "pipelines.gan_pipeline:create_pipeline",
 }
 
 
@@ -27,10 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a pipeline locally with LocalDagRunner")
     run.add_argument("pipeline", choices=sorted(PIPELINES))
-    run.add_argument("--variant", help="model variant (autoencoder: dense, deep, conv)")
+    run.add_argument("--variant", help="model variant (autoencoder: dense, deep, conv; gan: dcgan, dense)")
     run.add_argument("--dataset", choices=config_lib.DATASETS, help="default: mnist-sample (offline)")
     run.add_argument("--data-dir", help="folder with the original IDX files (.gz or not) or a TFDS data dir")
-    run.add_argument("--pipeline-root", help="artifacts and ML Metadata; default runs/<pipeline name>")
+    run.add_argument("--pipeline-root", help="artifacts (and ML Metadata, when given); default runs/<pipeline name>")
+    run.add_argument("--metadata", dest="metadata_path",
+                     help="ML Metadata SQLite file; default runs/metadata.sqlite, shared by every pipeline "
+                          "(or <pipeline root>/metadata.sqlite with --pipeline-root)")
     run.add_argument("--serving-dir", help="where Pusher writes <model>/<version>/; default runs/serving")
     run.add_argument("--train-steps", type=int)
     run.add_argument("--eval-steps", type=int)
@@ -42,6 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-examples-per-split", type=int, help="keep only the first N examples of each split")
     run.add_argument("--mixed-precision", choices=["", "auto", "mixed_float16", "mixed_bfloat16"])
     run.add_argument("--strategy", choices=["auto", "tpu", "mirrored", "one_device", "default"])
+    generative = run.add_argument_group("generative families (vae, gan)")
+    generative.add_argument("--latent-dim", type=int, help="latent size (default: vae 2, gan 32)")
+    generative.add_argument("--num-samples", type=int,
+                            help="generated images scored per model for classifier-FD and coverage (default 2000)")
+    generative.add_argument("--min-classes", type=int,
+                            help="classes that must hold >= 2%% of samples (default 9 of 10)")
+    generative.add_argument("--inception-weights",
+                            help="local InceptionV3 no-top weights file: adds Inception FID (never downloaded)")
+    generative.add_argument("--kl-weight", type=float, help="vae: weight of the KL term in the training loss")
+    generative.add_argument("--label-smoothing", type=float, help="gan: one-sided label smoothing of real targets")
+    generative.add_argument("--d-steps", type=int, help="gan: discriminator steps per generator step")
+    generative.add_argument("--adam-beta-1", type=float, help="gan: Adam beta_1 of both optimizers")
     run.add_argument("--beam-arg", action="append", dest="beam_args", default=[],
                      help="Beam pipeline option passed through, e.g. --beam-arg=--runner=DataflowRunner")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
@@ -71,8 +88,27 @@ def config_from_args(args) -> config_lib.RunConfig:
         "max_examples_per_split": args.max_examples_per_split,
         "mixed_precision": args.mixed_precision,
         "strategy": args.strategy,
+        "metadata_path": args.metadata_path,
+        "latent_dim": args.latent_dim,
+        "num_samples": args.num_samples,
+        "min_classes": args.min_classes,
+        "inception_weights": args.inception_weights,
     }
+    variant = args.variant or preset.variant
+    preset = dataclasses.replace(preset, **config_lib.VARIANT_DEFAULTS.get((args.pipeline, variant), {}))
     config = dataclasses.replace(preset, **{k: v for k, v in overrides.items() if v is not None})
+    model_options = {
+        "kl_weight": (args.kl_weight, ("vae",)),
+        "label_smoothing": (args.label_smoothing, ("gan",)),
+        "d_steps": (args.d_steps, ("gan",)),
+        "adam_beta_1": (args.adam_beta_1, ("gan",)),
+    }
+    for key, (value, families) in model_options.items():
+        if value is None:
+            continue
+        if config.family not in families:
+            raise ValueError(f"--{key.replace('_', '-')} applies to {', '.join(families)}, not {args.pipeline}")
+        config.model_options = {**config.model_options, key: value}
     config.beam_args = list(args.beam_args)
     config.enable_cache = not args.no_cache
     return config.resolved()

@@ -110,3 +110,41 @@ def pipeline(config: RunConfig, components: List[object]) -> tfx.dsl.Pipeline:
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path),
         beam_pipeline_args=list(config.beam_args),
     )
+
+
+def domain_classifier(config: RunConfig, data: DataComponents) -> List[object]:
+    """[resolver, DomainClassifier]: the dataset's classifier, reused from ML Metadata when it exists."""
+    from components.domain_classifier import DomainClassifier
+    from components.domain_classifier import model as classifier_model
+    from pipelines.resolvers import LatestDomainClassifierStrategy
+
+    classifier_config = classifier_model.ClassifierConfig(
+        train_steps=config.classifier_train_steps, seed=config.seed)
+    previous = tfx.dsl.Resolver(
+        strategy_class=LatestDomainClassifierStrategy,
+        config={
+            "data_fingerprint": input_fingerprint(config.dataset, config.data_dir),
+            "classifier_config": classifier_model.config_hash(classifier_config),
+        },
+        classifier=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+    ).with_id("domain_classifier_resolver")
+    classifier = DomainClassifier(
+        examples=data.example_gen.outputs["examples"],
+        previous=previous.outputs["classifier"],
+        train_steps=config.classifier_train_steps,
+        min_accuracy=config.classifier_min_accuracy,
+        seed=config.seed,
+        dataset=config.dataset,
+    )
+    return [previous, classifier]
+
+
+def sample_config(config: RunConfig, value_range: str) -> dict:
+    """The GenerativeEvaluator's sample-metric settings for this run."""
+    return {
+        "num_samples": config.num_samples,
+        "seed": config.seed,
+        "value_range": value_range,
+        "min_classes": config.min_classes or None,
+        "inception_weights": config.inception_weights,
+    }

@@ -41,6 +41,14 @@ class RunConfig:
     quality_targets: Dict[str, float] = dataclasses.field(default_factory=dict)
     beam_args: List[str] = dataclasses.field(default_factory=list)
     enable_cache: bool = True
+    # Generative families (vae, gan).
+    latent_dim: int = 0  # 0: the variant's default (2 for the VAE, 32 for the 28x28 GANs)
+    model_options: Dict[str, object] = dataclasses.field(default_factory=dict)  # extra Trainer custom_config
+    num_samples: int = 2000  # generated images per model for classifier-FD, score and mode coverage
+    min_classes: int = 0  # classes holding >= 2% of samples for them not to count as collapsed; 0: 9 of 10
+    classifier_train_steps: int = 1500
+    classifier_min_accuracy: float = -1.0  # -1: the dataset's requirement (CLASSIFIER_MIN_ACCURACY)
+    inception_weights: str = ""  # local InceptionV3 no-top weights; Inception FID only when given
 
     @property
     def pipeline_name(self) -> str:
@@ -56,10 +64,16 @@ class RunConfig:
     def resolved(self, runs_dir: str = "runs") -> "RunConfig":
         """Fills in default paths under `runs_dir` and validates the values."""
         config = dataclasses.replace(self)
+        # One metadata store for every pipeline under runs_dir, so a dataset's domain classifier is
+        # trained once for all of them; an explicit --pipeline-root keeps its own store inside.
+        default_metadata = os.path.join(config.pipeline_root or runs_dir, "metadata.sqlite")
         config.pipeline_root = os.path.abspath(config.pipeline_root or os.path.join(runs_dir, config.pipeline_name))
         config.serving_dir = os.path.abspath(config.serving_dir or os.path.join(runs_dir, "serving"))
-        config.metadata_path = config.metadata_path or os.path.join(config.pipeline_root, "metadata.sqlite")
+        config.metadata_path = os.path.abspath(config.metadata_path or default_metadata)
         config.data_dir = os.path.abspath(config.data_dir) if config.data_dir else ""
+        if config.classifier_min_accuracy < 0:
+            config.classifier_min_accuracy = CLASSIFIER_MIN_ACCURACY[config.dataset]
+        config.inception_weights = os.path.abspath(config.inception_weights) if config.inception_weights else ""
         config.validate()
         return config
 
@@ -79,14 +93,42 @@ class RunConfig:
             raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate}")
         if self.data_dir and not os.path.isdir(self.data_dir):
             raise ValueError(f"--data-dir {self.data_dir} is not a directory")
+        if self.latent_dim < 0:
+            raise ValueError(f"--latent-dim must be >= 1 (or 0 for the variant's default), got {self.latent_dim}")
+        if self.num_samples < 10:
+            raise ValueError(f"--num-samples must be at least 10, got {self.num_samples}")
+        if not 0 <= self.min_classes <= contract.MNIST_NUM_CLASSES:
+            raise ValueError(f"min_classes must be between 0 and {contract.MNIST_NUM_CLASSES}, got {self.min_classes}")
+        if self.classifier_train_steps < 1:
+            raise ValueError(f"classifier_train_steps must be >= 1, got {self.classifier_train_steps}")
+        checks = {
+            "kl_weight": (lambda v: v >= 0, ">= 0 (0 trains a plain autoencoder)"),
+            "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+            "d_steps": (lambda v: int(v) == v and v >= 1, "a whole number >= 1"),
+            "adam_beta_1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+        }
+        for key, value in self.model_options.items():
+            if key in checks and not checks[key][0](value):
+                raise ValueError(f"--{key.replace('_', '-')} must be {checks[key][1]}, got {value}")
+        if self.inception_weights and not os.path.isfile(self.inception_weights):
+            raise ValueError(f"--inception-weights {self.inception_weights} is not a file (InceptionV3 no-top "
+                             "weights, .h5 or .keras)")
 
     def smoke(self) -> "RunConfig":
-        """A laptop/test-sized copy: a few steps on a few hundred examples, lenient thresholds."""
+        """A laptop/test-sized copy: a few steps on a few hundred examples, lenient thresholds.
+
+        The domain classifier trains a few steps and is accepted whatever its accuracy, so
+        its distances are computed but do not gate the blessing.
+        """
         return dataclasses.replace(
             self, train_steps=4, eval_steps=1, batch_size=16, checkpoint_every=2, max_examples_per_split=64,
-            thresholds={}, baseline_comparison={},
+            thresholds={}, baseline_comparison={}, num_samples=64, classifier_train_steps=10,
+            classifier_min_accuracy=0.0,
         )
 
+
+# The domain classifier's eval accuracy below which its distances are not trustworthy.
+CLASSIFIER_MIN_ACCURACY = {"mnist-sample": 0.97, "mnist": 0.97, "fashion_mnist": 0.85}
 
 AUTOENCODER_THRESHOLDS = {"psnr_db": {"min": 12.0}}
 PSNR_REGRESSION = {"metric": "psnr_db", "tolerance": 0.5}
@@ -112,10 +154,61 @@ def presets() -> Dict[str, RunConfig]:
         thresholds=AUTOENCODER_THRESHOLDS,
         baseline_comparison=PSNR_REGRESSION,
     )
-    return {"denoise": denoise, "autoencoder": autoencoder}
+    vae = RunConfig(
+        pipeline="vae",
+        family="vae",
+        variant="conv",
+        description="the course's conv VAE (latent size 2 by default: --latent-dim)",
+        train_steps=VAE_TRAIN_STEPS,
+        learning_rate=1e-3,
+        thresholds={"elbo": {"min": -200.0}},
+        baseline_comparison={"metric": "elbo", "tolerance": 5.0},
+        quality_targets={"elbo": -200.0},
+    )
+    gan = RunConfig(
+        pipeline="gan",
+        family="gan",
+        variant="dcgan",
+        description="GANs: --variant dense (SELU MLP), dcgan (the course's 28x28 DCGAN)",
+        train_steps=GAN_TRAIN_STEPS,
+        batch_size=64,
+        learning_rate=2e-4,
+        thresholds={"classes_covered": {"min": 9}, "classifier_fd_improvement": {"min": 3.0}},
+        baseline_comparison={"metric": "classifier_fd", "relative_tolerance": 0.25},
+        quality_targets={"classes_covered": 9, "classifier_fd_improvement": 3.0},
+    )
+    return {"denoise": denoise, "autoencoder": autoencoder, "vae": vae, "gan": gan}
 
 
-VARIANTS = {"denoise": ("denoising",), "autoencoder": ("dense", "deep", "conv")}
+VAE_TRAIN_STEPS = 1500  # eval ELBO about -157 nats on the embedded sample (target: better than -200)
+GAN_TRAIN_STEPS = 3000  # dcgan at batch 64: 10 of 10 classes covered on the embedded sample
+
+# Settings that differ by variant, applied over the pipeline's preset before command-line flags.
+# The course's dense GAN needs a higher learning rate and more steps and covers fewer classes
+# reliably (measured: 10 classes at 5,000 steps, 6 after 10,000).
+VARIANT_DEFAULTS = {
+    ("gan", "dense"): {
+        "learning_rate": 1e-3, "train_steps": 5000, "batch_size": 128,
+        "thresholds": {"classes_covered": {"min": 8}, "classifier_fd_improvement": {"min": 3.0}},
+        "quality_targets": {"classes_covered": 8, "classifier_fd_improvement": 3.0},
+    },
+}
+
+VARIANTS = {
+    "denoise": ("denoising",),
+    "autoencoder": ("dense", "deep", "conv"),
+    "vae": ("conv",),
+    "gan": ("dcgan", "dense"),
+}
+
+
+def value_range(config: RunConfig) -> str:
+    """Range of the transformed images the model trains on: "unit" [0, 1] (sigmoid), "symmetric" [-1, 1] (tanh)."""
+    if config.family == "gan":
+        from trainer_modules import gan
+
+        return gan.get_variant(config.variant).value_range
+    return "unit"
 
 
 def code_fingerprint(*modules) -> str:

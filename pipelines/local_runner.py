@@ -163,6 +163,8 @@ def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
         "pushed_model": None,
         "not_pushed_reason": None,
         "reconstructions_png": None,
+        "samples_png": None,
+        "classifier": None,
         "quality_targets": {},
     }
     evaluator = next((n for n in node_ids if n.startswith("GenerativeEvaluator")), None)
@@ -176,7 +178,11 @@ def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
             summary["baseline_metrics"] = report.get("baseline_metrics")
             summary["blessed"] = report["blessed"]
             summary["blessing_reasons"] = report["reasons"]
-            summary["reconstructions_png"] = report["grid"]
+            summary["reconstructions_png"] = report.get("grid") if report["family"] != "gan" else None
+            summary["samples_png"] = report.get("samples_grid")
+            summary["classifier"] = report.get("classifier")
+            if report.get("inception_fid"):
+                summary["inception_fid"] = report["inception_fid"]
     if "Pusher" in executions:
         pushed = output_artifacts(store, executions["Pusher"].id).get("pushed_model", [])
         if pushed and _custom(pushed[0], "pushed") == 1:
@@ -214,8 +220,17 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  pushed model: {summary['pushed_model']}")
     else:
         lines.append(f"  not pushed: {summary['not_pushed_reason']}")
+    classifier = summary.get("classifier")
+    if classifier:
+        trust = "trustworthy" if classifier.get("trustworthy") else "NOT trustworthy"
+        lines.append(f"  domain classifier: eval accuracy {classifier.get('test_accuracy', float('nan')):.4f} "
+                     f"(needs {classifier.get('min_accuracy')}; {trust})")
+    if summary.get("inception_fid") and summary["inception_fid"] != "computed":
+        lines.append(f"  {summary['inception_fid']}")
     if summary["reconstructions_png"]:
         lines.append(f"  sample reconstructions: {summary['reconstructions_png']}")
+    if summary.get("samples_png"):
+        lines.append(f"  generated samples (fixed seed): {summary['samples_png']}")
     if "wall_seconds" in summary:
         lines.append(f"  wall time: {summary['wall_seconds']} s")
     return "\n".join(lines)

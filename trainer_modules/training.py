@@ -6,6 +6,7 @@ and TensorBoard image grids. Family modules (autoencoder.py, ...) only define ne
 and signatures.
 """
 import contextlib
+import itertools
 import dataclasses
 import hashlib
 import json
@@ -85,14 +86,35 @@ def choose_strategy(name: str = "auto") -> tf.distribute.Strategy:
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
+        return _mirrored_strategy(devices)
     if name == "auto" and len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
+        return _mirrored_strategy()
     if name in ("auto", "one_device") and len(gpus) == 1:
         return tf.distribute.OneDeviceStrategy(gpus[0].name)
     if name in ("auto", "default", "one_device"):
         return tf.distribute.get_strategy()
     raise ValueError(f"unknown strategy {name!r}; expected auto, tpu, mirrored, one_device or default")
+
+
+_COLLECTIVE_KEY_BASES = itertools.count(1)
+
+
+def _mirrored_strategy(devices=None) -> tf.distribute.MirroredStrategy:
+    """A MirroredStrategy with collective keys of its own.
+
+    Every MirroredStrategy numbers its collective groups and instances from the same start, so a
+    second one in a process (a second Trainer under LocalDagRunner, a test session) runs into the
+    first's collectives: "Shape mismatch in the collective instance 100" (tensorflow/tensorflow#62790).
+    TensorFlow's own tests separate strategies the same way, through `_collective_key_base`.
+    """
+    previous = getattr(tf.distribute.MirroredStrategy, "_collective_key_base", None)
+    if previous is None:
+        return tf.distribute.MirroredStrategy(devices)
+    tf.distribute.MirroredStrategy._collective_key_base = 100_000 * next(_COLLECTIVE_KEY_BASES)
+    try:
+        return tf.distribute.MirroredStrategy(devices)
+    finally:
+        tf.distribute.MirroredStrategy._collective_key_base = previous
 
 
 def _find_tpu():

@@ -17,12 +17,14 @@ class GenerativeEvaluatorSpec(ComponentSpec):
         "blessing_config": ExecutionParameter(type=str, optional=True),
         "max_eval_examples": ExecutionParameter(type=int, optional=True),
         "grid_examples": ExecutionParameter(type=int, optional=True),
+        "sample_config": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),
         "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph),
         "model": ChannelParameter(type=standard_artifacts.Model),
         "baseline_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
+        "classifier": ChannelParameter(type=standard_artifacts.Model, optional=True),
     }
     OUTPUTS = {
         "evaluation": ChannelParameter(type=standard_artifacts.ModelEvaluation),
@@ -36,7 +38,11 @@ class GenerativeEvaluator(base_beam_component.BaseBeamComponent):
     `examples` are Transform's transformed examples; `baseline_model` comes from a
     latest-blessed-model resolver and is evaluated on the same images. `blessing_config`
     is {"thresholds": {metric: {"min"|"max": value}}, "baseline": {"metric": m,
-    "tolerance": t}}.
+    "tolerance": t, "relative_tolerance": r}, "require_trustworthy_classifier": true}.
+
+    Families "vae" and "gan" also need `classifier` (the DomainClassifier's model): their
+    samples are scored with classifier-FD, classifier score and mode coverage as set by
+    `sample_config` (see executor.SAMPLE_DEFAULTS).
     """
 
     SPEC_CLASS = GenerativeEvaluatorSpec
@@ -53,6 +59,8 @@ class GenerativeEvaluator(base_beam_component.BaseBeamComponent):
         blessing_config: Optional[dict] = None,
         max_eval_examples: int = 0,
         grid_examples: int = 10,
+        classifier: Optional[types.BaseChannel] = None,
+        sample_config: Optional[dict] = None,
     ):
         spec = GenerativeEvaluatorSpec(
             examples=examples,
@@ -64,6 +72,8 @@ class GenerativeEvaluator(base_beam_component.BaseBeamComponent):
             blessing_config=json.dumps(blessing_config or {}, sort_keys=True),
             max_eval_examples=max_eval_examples,
             grid_examples=grid_examples,
+            classifier=classifier,
+            sample_config=json.dumps(sample_config or {}, sort_keys=True),
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
         )

@@ -22,19 +22,45 @@ from tfx.utils import io_utils, path_utils
 
 from components.generative_evaluator import blessing as blessing_lib
 from components.generative_evaluator import metrics as metrics_lib
+from components.generative_evaluator import sample_metrics
+from components.generative_evaluator import sampling
 from serving import signatures as sig
 from trainer_modules import contract
 from trainer_modules import training
 
 METRICS_FILE = "metrics.json"
 GRID_FILE = "reconstructions.png"
+SAMPLES_FILE = "samples.png"
+SAMPLES_DIR = "samples"
 CANDIDATE = "candidate"
 BASELINE = "baseline"
-FAMILIES = ("autoencoder",)
+FAMILIES = ("autoencoder", "vae", "gan")
+UNTRAINED = "untrained"
+# Sample-metric settings (exec property `sample_config`) and their defaults.
+SAMPLE_DEFAULTS = {
+    "num_samples": 2000,       # generated images per model for classifier-FD, score and coverage
+    "batch_size": 250,
+    "seed": 0,                 # batch i of every model uses seed + i: fixed samples per model
+    "value_range": "unit",     # range of the transformed `image` feature: "unit" or "symmetric"
+    "num_classes": 10,
+    "min_class_fraction": 0.02,
+    "min_classes": None,       # default ceil(0.9 * num_classes)
+    "score_splits": 10,
+    "grid_samples": 32,
+    "inception_weights": "",   # local InceptionV3 no-top weights file; Inception FID only when set
+}
 
 
 def serving_model_dir(model: types.Artifact) -> str:
     return path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
+
+
+def untrained_model_dir(model: types.Artifact) -> str:
+    """The generator as it was before training, exported beside the model by the GAN trainer, if any."""
+    from trainer_modules import gan
+
+    path = gan.untrained_model_dir(serving_model_dir(model))
+    return path if tf.io.gfile.exists(path) else ""
 
 
 def eval_files(examples: types.Artifact) -> str:
@@ -75,6 +101,7 @@ class _ScoreReconstructions(beam.DoFn):
         self._feature_spec = feature_spec
         self._input_key = input_key
         self._reconstruct = {}
+        self._elbo = {}
 
     def setup(self):
         for name, path in self._model_dirs.items():
@@ -84,6 +111,8 @@ class _ScoreReconstructions(beam.DoFn):
                     f"model {path} has no {sig.RECONSTRUCT!r} signature (has {sorted(loaded.signatures)})"
                 )
             self._reconstruct[name] = loaded.signatures[sig.RECONSTRUCT]
+            if sig.ELBO in loaded.signatures:
+                self._elbo[name] = loaded.signatures[sig.ELBO]
 
     def process(self, records: List[bytes]):
         features = tf.io.parse_example(tf.constant(records), self._feature_spec)
@@ -93,6 +122,10 @@ class _ScoreReconstructions(beam.DoFn):
         for name, reconstruct in self._reconstruct.items():
             reconstruction = reconstruct(**{sig.IMAGES_INPUT: tf.constant(inputs)})[sig.RECONSTRUCTION_OUTPUT].numpy()
             per_image = metrics_lib.reconstruction_metrics(clean, reconstruction, noisy)
+            if name in self._elbo:
+                terms = self._elbo[name](**{sig.IMAGES_INPUT: tf.constant(clean)})
+                for key in (sig.ELBO_OUTPUT, sig.RECONSTRUCTION_NLL_OUTPUT, sig.KL_OUTPUT):
+                    per_image[key] = terms[key].numpy()
             yield name, ({k: float(np.sum(v)) for k, v in per_image.items()}, len(records))
 
 
@@ -107,6 +140,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             raise ValueError(f"GenerativeEvaluator: unknown family {family!r}; expected one of {FAMILIES}")
         variant = exec_properties.get("variant") or ""
         config = json.loads(exec_properties.get("blessing_config") or "{}")
+        sample_config = {**SAMPLE_DEFAULTS, **json.loads(exec_properties.get("sample_config") or "{}")}
         grid_examples = int(exec_properties.get("grid_examples") or 10)
 
         examples = artifact_utils.get_single_instance(input_dict["examples"])
@@ -114,6 +148,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         model = artifact_utils.get_single_instance(input_dict["model"])
         baselines = input_dict.get("baseline_model") or []
         baseline = baselines[0] if baselines else None
+        classifiers = input_dict.get("classifier") or []
         evaluation = artifact_utils.get_single_instance(output_dict["evaluation"])
         blessing = artifact_utils.get_single_instance(output_dict["blessing"])
 
@@ -128,34 +163,117 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if baseline is not None and baseline.id != model.id:
             model_dirs[BASELINE] = serving_model_dir(baseline)
         pattern = eval_files(examples)
-        scores = self._score(pattern, model_dirs, feature_spec, input_key)
-
+        report = {"family": family, "variant": variant}
+        scores: Dict[str, Dict[str, Any]] = {name: {} for name in model_dirs}
+        if family in ("autoencoder", "vae"):
+            for name, values in self._score(pattern, model_dirs, feature_spec, input_key).items():
+                scores[name].update(values)
+            grid_path = os.path.join(evaluation.uri, GRID_FILE)
+            self._write_grid(pattern, model_dirs[CANDIDATE], feature_spec, input_key, grid_examples, grid_path)
+            report["grid"] = grid_path
+        reasons: List[str] = []
+        if family in ("vae", "gan"):
+            if not classifiers:
+                raise ValueError(f"GenerativeEvaluator: family {family!r} needs a `classifier` input "
+                                 "(the DomainClassifier's model) for its sample metrics")
+            sample_report = self._sample_metrics(
+                pattern, {contract.IMAGE_KEY: feature_spec[contract.IMAGE_KEY]}, model, model_dirs,
+                classifiers[0], sample_config, evaluation.uri)
+            for name in model_dirs:
+                scores[name].update(sample_report["models"].get(name, {}))
+            report.update({k: v for k, v in sample_report.items() if k != "models"})
+            report.setdefault("grid", sample_report["samples_grid"])
+            classifier_info = sample_report["classifier"]
+            if config.get("require_trustworthy_classifier", True) and not classifier_info["trustworthy"]:
+                reasons.append(
+                    f"domain classifier test accuracy {classifier_info['test_accuracy']:.4f} is below "
+                    f"{classifier_info['min_accuracy']} for this dataset: its distances are not trustworthy"
+                )
         candidate_metrics = scores[CANDIDATE]
         baseline_metrics = scores.get(BASELINE)
-        blessed, reasons = blessing_lib.decide(
+        blessed, decision_reasons = blessing_lib.decide(
             candidate_metrics, config.get("thresholds"), baseline_metrics, config.get("baseline")
         )
-        grid_path = os.path.join(evaluation.uri, GRID_FILE)
-        self._write_grid(pattern, model_dirs[CANDIDATE], feature_spec, input_key, grid_examples, grid_path)
+        reasons += decision_reasons
+        blessed = not reasons
 
-        report = {
-            "family": family,
-            "variant": variant,
+        report.update({
             "metrics": candidate_metrics,
             "baseline_metrics": baseline_metrics,
             "baseline_model": baseline.uri if baseline is not None and BASELINE in model_dirs else None,
             "blessed": blessed,
             "reasons": reasons,
             "blessing_config": config,
-            "grid": grid_path,
             "psnr_cap_db": metrics_lib.PSNR_CAP_DB,
-        }
+        })
         io_utils.write_string_file(os.path.join(evaluation.uri, METRICS_FILE), json.dumps(report, indent=2))
-        for key in ("psnr_db", "ssim", "mse", "psnr_gain_db"):
-            if key in candidate_metrics:
-                evaluation.set_float_custom_property(key, candidate_metrics[key])
+        for key, value in candidate_metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                evaluation.set_float_custom_property(key, float(value))
         self._write_blessing(blessing, blessed, reasons, model, baseline)
         logging.info("GenerativeEvaluator: blessed=%s metrics=%s reasons=%s", blessed, candidate_metrics, reasons)
+
+    def _sample_metrics(self, pattern, feature_spec, model, model_dirs, classifier, sample_config, out_dir):
+        """Classifier-FD, classifier score and mode coverage of every model's samples (and the untrained one)."""
+        from components.domain_classifier import describe
+
+        classifier_info = describe(classifier)
+        dirs = dict(model_dirs)
+        untrained_dir = untrained_model_dir(model)
+        if untrained_dir:
+            dirs[UNTRAINED] = untrained_dir
+        inception_weights = sample_config.get("inception_weights") or ""
+        inception_available, inception_reason = sample_metrics.inception_fid_status(inception_weights)
+        tmp_dir = os.path.join(self._get_tmp_dir(), "samples")
+        with self._make_beam_pipeline() as pipeline:
+            _ = (
+                pipeline
+                | "SampleStatistics" >> sampling.SampleStatistics(
+                    pattern, feature_spec, sample_config["value_range"], dirs, classifier.uri,
+                    num_samples=int(sample_config["num_samples"]), batch_size=int(sample_config["batch_size"]),
+                    seed=int(sample_config["seed"]), num_classes=int(sample_config["num_classes"]),
+                    min_fraction=float(sample_config["min_class_fraction"]),
+                    min_classes=sample_config["min_classes"], score_splits=int(sample_config["score_splits"]),
+                    inception_weights=inception_weights if inception_available else "")
+                | "Write" >> beam.io.WriteToText(os.path.join(tmp_dir, "rows"), shard_name_template="")
+            )
+        rows = {}
+        with tf.io.gfile.GFile(os.path.join(tmp_dir, "rows")) as f:
+            for line in f:
+                row = json.loads(line)
+                rows[row["model"]] = row["metrics"]
+        if sampling.REAL not in rows:
+            raise ValueError(f"no eval examples found at {pattern}")
+        models = {name: rows[name] for name in model_dirs}
+        candidate = models[CANDIDATE]
+        candidate["classifier_test_accuracy"] = classifier_info["test_accuracy"]
+        candidate["classifier_trustworthy"] = 1.0 if classifier_info["trustworthy"] else 0.0
+        if UNTRAINED in rows:
+            untrained_fd = rows[UNTRAINED]["classifier_fd"]
+            candidate["classifier_fd_untrained"] = untrained_fd
+            candidate["classifier_fd_improvement"] = untrained_fd / max(candidate["classifier_fd"], 1e-12)
+        grid_path = os.path.join(out_dir, SAMPLES_FILE)
+        self._write_sample_grid(model_dirs[CANDIDATE], int(sample_config["grid_samples"]),
+                                int(sample_config["seed"]), grid_path)
+        return {
+            "models": models,
+            "real_images": rows[sampling.REAL],
+            "untrained_generator": rows.get(UNTRAINED),
+            "classifier": classifier_info,
+            "samples_grid": grid_path,
+            "sample_config": sample_config,
+            "inception_fid": inception_reason if not inception_available else "computed",
+        }
+
+    @staticmethod
+    def _write_sample_grid(model_dir, count, seed, path):
+        """Samples of the model from a fixed seed, 8 per row: the same model always gives the same grid."""
+        sample = tf.saved_model.load(model_dir).signatures[sig.SAMPLE]
+        images = sample(**{sig.NUM_INPUT: tf.constant(count, tf.int32),
+                           sig.SEED_INPUT: tf.constant(seed, tf.int32)})[sig.IMAGES_OUTPUT].numpy()
+        per_row = 8
+        rows = [images[i:i + per_row] for i in range(0, len(images) - per_row + 1, per_row)] or [images]
+        training.write_png(path, training.image_grid(rows))
 
     def _score(self, pattern, model_dirs, feature_spec, input_key) -> Dict[str, Dict[str, float]]:
         tmp_dir = os.path.join(self._get_tmp_dir(), "scores")

@@ -1,0 +1,308 @@
+"""DomainClassifier executor: reuses a matching earlier classifier, or validates the data, trains and exports.
+
+Reuse: an artifact of `previous` whose `data_fingerprint` (and example counts) equal
+this Examples' and whose `classifier_config` equals the current code and config hash is
+copied into the output URI (TFX keeps outputs at the URI it gave), with `reused_from`
+set to its id. Otherwise both splits are scanned (every record needs a PNG `image` of
+the configured shape and an int64 `label` in [0, num_classes)), the classifier is
+trained on `train`, exported, and its accuracy measured on `eval` through the exported
+signature.
+"""
+import json
+import logging
+import os
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+from tfx import types
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils
+
+from components.domain_classifier import model as model_lib
+from components.mnist_example_gen.executor import EXAMPLE_COUNTS_PROPERTY
+from trainer_modules import contract
+from trainer_modules import preprocessing
+
+# Channels and execution properties.
+EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
+PREVIOUS_KEY = "previous"
+MODEL_KEY = standard_component_specs.MODEL_KEY
+NUM_CLASSES_KEY = "num_classes"
+IMAGE_SHAPE_KEY = "image_shape"
+TRAIN_STEPS_KEY = "train_steps"
+BATCH_SIZE_KEY = "batch_size"
+MIN_ACCURACY_KEY = "min_accuracy"
+SEED_KEY = "seed"
+DATASET_KEY = "dataset"
+
+# Custom properties of the output Model artifact.
+TEST_ACCURACY = "test_accuracy"
+MIN_ACCURACY = "min_accuracy"
+TRUSTWORTHY = "trustworthy"
+DATA_FINGERPRINT = "data_fingerprint"
+EXAMPLE_COUNTS = EXAMPLE_COUNTS_PROPERTY  # copied from the Examples: the fingerprint ignores max_examples_per_split
+CLASSIFIER_CONFIG = "classifier_config"
+DATASET = "dataset"
+TRAIN_EXAMPLES = "train_examples"
+EVAL_EXAMPLES = "eval_examples"
+REUSED_FROM = "reused_from"
+
+SCAN_BATCH = 1024
+
+
+def classifier_config(exec_properties: Dict[str, Any]) -> model_lib.ClassifierConfig:
+    """The ClassifierConfig of the execution properties, defaults filled in."""
+
+    def value(key, default):
+        found = exec_properties.get(key)
+        return default if found is None or found == "" else found
+
+    return model_lib.ClassifierConfig(
+        num_classes=int(value(NUM_CLASSES_KEY, model_lib.DEFAULT_NUM_CLASSES)),
+        image_shape=model_lib.parse_image_shape(value(IMAGE_SHAPE_KEY, list(model_lib.DEFAULT_IMAGE_SHAPE))),
+        train_steps=int(value(TRAIN_STEPS_KEY, model_lib.DEFAULT_TRAIN_STEPS)),
+        batch_size=int(value(BATCH_SIZE_KEY, model_lib.DEFAULT_BATCH_SIZE)),
+        seed=int(value(SEED_KEY, 0)),
+    )
+
+
+def check_min_accuracy(min_accuracy) -> float:
+    if min_accuracy is None or not 0.0 <= float(min_accuracy) <= 1.0:
+        raise ValueError(f"{MIN_ACCURACY_KEY} must be a fraction in [0, 1], got {min_accuracy!r}")
+    return float(min_accuracy)
+
+
+# ---------------------------------------------------------------------------
+# Reuse
+
+
+def data_fingerprint(examples: types.Artifact) -> str:
+    return examples.get_string_custom_property(example_gen_utils.FINGERPRINT_PROPERTY_NAME)
+
+
+def reusable(
+    previous_artifacts: Sequence[types.Artifact], examples_artifact: types.Artifact, classifier_config: str
+) -> Optional[types.Artifact]:
+    """The newest earlier classifier trained on the same data with the same code and config, or None.
+
+    Same data: equal non-empty `input_fingerprint` and equal `example_counts` (empty on both
+    sides counts as equal). Same code and config: equal `classifier_config` hash.
+    """
+    fingerprint = data_fingerprint(examples_artifact)
+    if not fingerprint:
+        return None
+    counts = examples_artifact.get_string_custom_property(EXAMPLE_COUNTS_PROPERTY)
+    matches = [
+        artifact for artifact in previous_artifacts or []
+        if artifact.get_string_custom_property(DATA_FINGERPRINT) == fingerprint
+        and artifact.get_string_custom_property(EXAMPLE_COUNTS) == counts
+        and artifact.get_string_custom_property(CLASSIFIER_CONFIG) == classifier_config
+    ]
+    return max(matches, key=lambda artifact: artifact.id) if matches else None
+
+
+def describe(model_artifact: types.Artifact) -> Dict[str, Any]:
+    """What the GenerativeEvaluator reports beside classifier metrics: how far to trust them."""
+    return {
+        TEST_ACCURACY: model_artifact.get_float_custom_property(TEST_ACCURACY),
+        MIN_ACCURACY: model_artifact.get_float_custom_property(MIN_ACCURACY),
+        TRUSTWORTHY: bool(model_artifact.get_int_custom_property(TRUSTWORTHY)),
+        DATASET: model_artifact.get_string_custom_property(DATASET),
+        REUSED_FROM: model_artifact.get_int_custom_property(REUSED_FROM),
+        "uri": model_artifact.uri,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Data checks
+
+
+def split_files(examples: types.Artifact, split: str) -> List[str]:
+    """The split's record files; raises naming the split and folder when there are none."""
+    names = artifact_utils.decode_split_names(examples.split_names) if examples.split_names else []
+    if split not in names:
+        raise ValueError(
+            f"Examples at {examples.uri} have no {split!r} split (splits: {names}); "
+            f"the domain classifier needs labelled {contract.TRAIN_SPLIT!r} and {contract.EVAL_SPLIT!r} splits"
+        )
+    split_uri = artifact_utils.get_split_uri([examples], split)
+    files = sorted(tf.io.gfile.glob(os.path.join(split_uri, "*")))
+    if not files:
+        raise ValueError(f"split {split!r} at {split_uri} is empty: expected gzipped TFRecord files of tf.Examples")
+    return files
+
+
+def scan_split(split: str, files: Sequence[str], config: model_lib.ClassifierConfig) -> np.ndarray:
+    """Checks every record of a split; returns its examples per class.
+
+    Each record needs one `image` (PNG of config.image_shape) and one int64 `label` in
+    [0, num_classes); the first bad record is named by file and index.
+    """
+    class_counts = np.zeros(config.num_classes, np.int64)
+    spec = {
+        contract.IMAGE_KEY: tf.io.VarLenFeature(tf.string),
+        contract.LABEL_KEY: tf.io.VarLenFeature(tf.int64),
+    }
+    expected_label = f"one int64 {contract.LABEL_KEY!r} in [0, {config.num_classes})"
+    for path in files:
+        offset = 0
+        try:
+            for batch in model_lib.records([path]).batch(SCAN_BATCH):
+                where = f"split {split!r}, file {path}, records {offset}..{offset + len(batch) - 1}"
+                try:
+                    parsed = tf.io.parse_example(batch, spec)
+                except tf.errors.InvalidArgumentError as error:
+                    raise ValueError(f"{where}: not tf.Examples with a PNG {contract.IMAGE_KEY!r} and "
+                                     f"{expected_label} ({error.message})") from error
+                for key in (contract.IMAGE_KEY, contract.LABEL_KEY):
+                    values_per_record = np.bincount(parsed[key].indices[:, 0].numpy(), minlength=len(batch))
+                    bad = np.flatnonzero(values_per_record != 1)
+                    if bad.size:
+                        what = expected_label if key == contract.LABEL_KEY else f"one PNG {key!r}"
+                        raise ValueError(f"split {split!r}, file {path}, record {offset + int(bad[0])}: has "
+                                         f"{int(values_per_record[bad[0]])} {key!r} values; expected {what}")
+                labels = tf.sparse.to_dense(parsed[contract.LABEL_KEY]).numpy()[:, 0]
+                bad = np.flatnonzero((labels < 0) | (labels >= config.num_classes))
+                if bad.size:
+                    raise ValueError(f"split {split!r}, file {path}, record {offset + int(bad[0])}: label "
+                                     f"{int(labels[bad[0]])} is outside [0, {config.num_classes}) "
+                                     f"(num_classes={config.num_classes})")
+                try:
+                    preprocessing.decode_images(
+                        tf.sparse.to_dense(parsed[contract.IMAGE_KEY])[:, 0], config.image_shape)
+                except tf.errors.InvalidArgumentError as error:
+                    raise ValueError(f"{where}: an {contract.IMAGE_KEY!r} is not a PNG of shape "
+                                     f"{list(config.image_shape)} ({error.message})") from error
+                class_counts += np.bincount(labels, minlength=config.num_classes)
+                offset += len(batch)
+        except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as error:
+            raise ValueError(f"split {split!r}, file {path}: cannot be read as gzipped TFRecords after "
+                             f"{offset} records ({error.message})") from error
+    if not class_counts.sum():
+        raise ValueError(f"split {split!r} holds no examples (files: {', '.join(files)}); "
+                         f"expected tf.Examples with a PNG {contract.IMAGE_KEY!r} and {expected_label}")
+    return class_counts
+
+
+def evaluate(classifier: model_lib.Classifier, files: Sequence[str], num_classes: int) -> Dict[str, Any]:
+    """Accuracy over the files' examples, overall and per class, through the exported signature."""
+    correct = np.zeros(num_classes, np.int64)
+    total = np.zeros(num_classes, np.int64)
+    for images, labels in model_lib.eval_dataset(files, classifier.image_shape):
+        predicted = np.argmax(classifier(images.numpy())[model_lib.PROBABILITIES_OUTPUT], axis=-1)
+        labels = labels.numpy()
+        total += np.bincount(labels, minlength=num_classes)
+        correct += np.bincount(labels[predicted == labels], minlength=num_classes)
+    return {
+        "accuracy": float(correct.sum() / total.sum()),
+        "per_class_accuracy": [float(c / t) if t else None for c, t in zip(correct, total)],
+    }
+
+
+# ---------------------------------------------------------------------------
+# The executor
+
+
+class Executor(base_executor.BaseExecutor):
+    """Trains (or reuses) the domain classifier and records how far it can be trusted."""
+
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        config = classifier_config(exec_properties)
+        min_accuracy = check_min_accuracy(exec_properties.get(MIN_ACCURACY_KEY))
+        dataset = exec_properties.get(DATASET_KEY) or ""
+        examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
+        output = artifact_utils.get_single_instance(output_dict[MODEL_KEY])
+        config_id = model_lib.config_hash(config)
+
+        match = reusable(input_dict.get(PREVIOUS_KEY) or [], examples, config_id)
+        if match is not None and self._reuse(match, output, min_accuracy, dataset):
+            return
+        if not data_fingerprint(examples):
+            logging.info("DomainClassifier: Examples at %s carry no %s; training without reuse",
+                         examples.uri, example_gen_utils.FINGERPRINT_PROPERTY_NAME)
+        self._train(examples, output, config, config_id, min_accuracy, dataset)
+
+    @staticmethod
+    def _reuse(previous: types.Artifact, output: types.Artifact, min_accuracy: float, dataset: str) -> bool:
+        """Copies a matching earlier classifier into the output; False if its files are gone."""
+        source = os.path.join(previous.uri, model_lib.SERVING_DIR)
+        metrics = os.path.join(previous.uri, model_lib.METRICS_FILE)
+        if not (tf.io.gfile.exists(os.path.join(source, "saved_model.pb")) and tf.io.gfile.exists(metrics)):
+            logging.warning("DomainClassifier: classifier %d at %s matches but its files are missing; training",
+                            previous.id, previous.uri)
+            return False
+        io_utils.copy_dir(source, os.path.join(output.uri, model_lib.SERVING_DIR))
+        io_utils.copy_file(metrics, os.path.join(output.uri, model_lib.METRICS_FILE), overwrite=True)
+        for key in (DATA_FINGERPRINT, EXAMPLE_COUNTS, CLASSIFIER_CONFIG):
+            output.set_string_custom_property(key, previous.get_string_custom_property(key))
+        output.set_string_custom_property(DATASET, dataset or previous.get_string_custom_property(DATASET))
+        for key in (TRAIN_EXAMPLES, EVAL_EXAMPLES):
+            output.set_int_custom_property(key, previous.get_int_custom_property(key))
+        _record_judgement(output, previous.get_float_custom_property(TEST_ACCURACY), min_accuracy)
+        output.set_int_custom_property(REUSED_FROM, previous.id)
+        logging.info("DomainClassifier: reused classifier %d from %s (test accuracy %.4f, same data and config)",
+                     previous.id, previous.uri, previous.get_float_custom_property(TEST_ACCURACY))
+        return True
+
+    @staticmethod
+    def _train(examples, output, config, config_id, min_accuracy, dataset) -> None:
+        files = {split: split_files(examples, split) for split in (contract.TRAIN_SPLIT, contract.EVAL_SPLIT)}
+        counts = {split: scan_split(split, paths, config) for split, paths in files.items()}
+        logging.info("DomainClassifier: training %s on %d examples for %d steps of %d",
+                     config_id, counts[contract.TRAIN_SPLIT].sum(), config.train_steps, config.batch_size)
+        start = time.perf_counter()
+        extractor = model_lib.train(files[contract.TRAIN_SPLIT], config)
+        training_seconds = time.perf_counter() - start
+        export_dir = model_lib.export(extractor, config.image_shape, os.path.join(output.uri, model_lib.SERVING_DIR))
+        results = evaluate(model_lib.load_classifier(export_dir), files[contract.EVAL_SPLIT], config.num_classes)
+
+        accuracy = results["accuracy"]
+        train_examples = int(counts[contract.TRAIN_SPLIT].sum())
+        eval_examples = int(counts[contract.EVAL_SPLIT].sum())
+        report = {
+            "test_accuracy": accuracy,
+            "per_class_accuracy": results["per_class_accuracy"],
+            "min_accuracy": min_accuracy,
+            "trustworthy": accuracy >= min_accuracy,
+            "train_examples": train_examples,
+            "eval_examples": eval_examples,
+            "train_class_counts": counts[contract.TRAIN_SPLIT].tolist(),
+            "eval_class_counts": counts[contract.EVAL_SPLIT].tolist(),
+            "training_seconds": round(training_seconds, 3),
+            "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "dataset": dataset,
+            "data_fingerprint": data_fingerprint(examples),
+            "classifier_config": config_id,
+            "config": config.as_dict(),
+        }
+        io_utils.write_string_file(os.path.join(output.uri, model_lib.METRICS_FILE), json.dumps(report, indent=2))
+
+        output.set_string_custom_property(DATA_FINGERPRINT, data_fingerprint(examples))
+        output.set_string_custom_property(
+            EXAMPLE_COUNTS, examples.get_string_custom_property(EXAMPLE_COUNTS_PROPERTY))
+        output.set_string_custom_property(CLASSIFIER_CONFIG, config_id)
+        output.set_string_custom_property(DATASET, dataset)
+        output.set_int_custom_property(TRAIN_EXAMPLES, train_examples)
+        output.set_int_custom_property(EVAL_EXAMPLES, eval_examples)
+        output.set_int_custom_property(REUSED_FROM, 0)
+        _record_judgement(output, accuracy, min_accuracy)
+        log = logging.info if accuracy >= min_accuracy else logging.warning
+        log("DomainClassifier: test accuracy %.4f on %d eval examples (min %.4f: %s) after %.1f s of training",
+            accuracy, eval_examples, min_accuracy, "trustworthy" if accuracy >= min_accuracy else "NOT trustworthy",
+            training_seconds)
+
+
+def _record_judgement(output: types.Artifact, accuracy: float, min_accuracy: float) -> None:
+    output.set_float_custom_property(TEST_ACCURACY, accuracy)
+    output.set_float_custom_property(MIN_ACCURACY, min_accuracy)
+    output.set_int_custom_property(TRUSTWORTHY, int(accuracy >= min_accuracy))

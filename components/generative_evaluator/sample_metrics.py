@@ -1,0 +1,363 @@
+"""Sample-quality metrics of the GenerativeEvaluator: Fréchet distance, classifier score, mode coverage.
+
+The distance and the score are computed on the features and probabilities of the domain
+classifier trained on the labelled data, so they are reported as `classifier_fd` and
+`classifier_score`, never as FID or Inception score. Inception FID is computed only where
+InceptionV3 weights exist as a local file; weights are never downloaded.
+
+Everything here is numpy in float64; Keras is imported only to build the Inception extractor.
+"""
+import logging
+import os
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+import scipy.linalg
+
+# Direction of each comparable sample metric, for thresholds and baseline comparison.
+SAMPLE_METRIC_DIRECTIONS = {
+    "classifier_fd": "lower",
+    "classifier_score": "higher",
+    "classes_covered": "higher",
+    "kl_to_uniform": "lower",
+    "max_class_fraction": "lower",
+    "inception_fid": "lower",
+}
+# The same in the form of metrics.HIGHER_IS_BETTER, ready to merge into it.
+SAMPLE_HIGHER_IS_BETTER = {name: direction == "higher" for name, direction in SAMPLE_METRIC_DIRECTIONS.items()}
+
+INCEPTION_FEATURE_DIM = 2048
+INCEPTION_IMAGE_SIZE = 299
+INCEPTION_WEIGHT_SUFFIXES = (".h5", ".hdf5", ".keras")
+
+_SQRTM_EPS = 1e-6
+_SQRTM_MAX_RELATIVE_RESIDUAL = 1e-3
+_MAX_IMAGINARY = 1e-3
+_PROBABILITY_SUM_TOLERANCE = 1e-3
+
+
+def _features_2d(features, name: str) -> np.ndarray:
+    array = np.asarray(features, np.float64)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be a [num_samples, num_features] array; got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array
+
+
+class FeatureMoments:
+    """Streaming, mergeable mean and covariance of feature vectors (a Beam CombineFn accumulator).
+
+    Holds the count, the mean and the sum of outer products of deviations from the mean in
+    float64; batches and partial results combine with the pairwise update of Chan et al., which
+    gives np.mean / np.cov of the whole set without the cancellation of raw second moments.
+    """
+
+    def __init__(self, num_features: Optional[int] = None):
+        self.num_features = num_features
+        self._count = 0
+        self._mean = None
+        self._centered_outer = None  # sum over samples of (x - mean)(x - mean)^T
+
+    def add(self, batch) -> "FeatureMoments":
+        """Adds a [n, num_features] batch; returns self."""
+        batch = _features_2d(batch, "feature batch")
+        if len(batch) == 0:
+            return self
+        batch_moments = FeatureMoments(batch.shape[1])
+        batch_moments._count = len(batch)
+        batch_moments._mean = batch.mean(axis=0)
+        centered = batch - batch_moments._mean
+        batch_moments._centered_outer = centered.T @ centered
+        return self.merge(batch_moments)
+
+    def merge(self, other: "FeatureMoments") -> "FeatureMoments":
+        """Folds another accumulator into this one; returns self."""
+        if other._count == 0:
+            return self
+        if self.num_features is not None and other.num_features != self.num_features:
+            raise ValueError(f"cannot combine features of size {other.num_features} with size {self.num_features}")
+        if self._count == 0:
+            self.num_features = other.num_features
+            self._count = other._count
+            self._mean = other._mean.copy()
+            self._centered_outer = other._centered_outer.copy()
+            return self
+        total = self._count + other._count
+        delta = other._mean - self._mean
+        self._centered_outer = (
+            self._centered_outer + other._centered_outer + np.outer(delta, delta) * (self._count * other._count / total)
+        )
+        self._mean = self._mean + delta * (other._count / total)
+        self._count = total
+        return self
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @property
+    def mean(self) -> np.ndarray:
+        if self._count == 0:
+            raise ValueError("the mean of features needs at least 1 sample; got 0")
+        return self._mean.copy()
+
+    @property
+    def covariance(self) -> np.ndarray:
+        """Unbiased (N - 1) covariance, as np.cov(features, rowvar=False)."""
+        if self._count < 2:
+            raise ValueError(f"a feature covariance needs at least 2 samples; got count={self._count}")
+        return self._centered_outer / (self._count - 1)
+
+
+def _matrix_sqrt(matrix: np.ndarray) -> Tuple[np.ndarray, bool]:
+    """(sqrtm(matrix), ok): ok is False when the result is non-finite or does not square back."""
+    root, _ = scipy.linalg.sqrtm(matrix, disp=False)  # disp=False: no print on failure, NaNs instead
+    if not np.all(np.isfinite(root)):
+        return root, False
+    residual = np.linalg.norm(root @ root - matrix) / max(np.linalg.norm(matrix), np.finfo(np.float64).tiny)
+    return root, residual <= _SQRTM_MAX_RELATIVE_RESIDUAL
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = _SQRTM_EPS) -> float:
+    """Fréchet distance of two Gaussians: ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)).
+
+    When S1 S2 is singular (its square root fails or does not square back), eps * I is added
+    to both covariances. Imaginary parts of the root from rounding are dropped; a diagonal
+    imaginary part above 1e-3 raises ValueError.
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.ndim != 1 or mu1.shape != mu2.shape:
+        raise ValueError(f"means must be vectors of the same length; got mu1 {mu1.shape} and mu2 {mu2.shape}")
+    dim = mu1.shape[0]
+    for name, sigma in (("sigma1", sigma1), ("sigma2", sigma2)):
+        if sigma.shape != (dim, dim):
+            raise ValueError(f"{name} must be a [{dim}, {dim}] covariance to match the means; got {sigma.shape}")
+        if not np.all(np.isfinite(sigma)):
+            raise ValueError(f"{name} contains NaN or infinite values")
+
+    covmean, ok = _matrix_sqrt(sigma1 @ sigma2)
+    if not ok:
+        logging.warning("Fréchet distance: S1 S2 is singular; adding %g * I to both covariances", eps)
+        offset = np.eye(dim) * eps
+        covmean, _ = _matrix_sqrt((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        largest = np.max(np.abs(np.diagonal(covmean).imag))
+        if largest > _MAX_IMAGINARY:
+            raise ValueError(f"Fréchet distance: sqrt(S1 S2) has an imaginary component of {largest:.3g}")
+        covmean = covmean.real
+
+    diff = mu1 - mu2
+    distance = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean)
+    return float(max(distance, 0.0))  # the true distance is >= 0; rounding can leave a tiny negative
+
+
+def frechet_distance_from_moments(a: FeatureMoments, b: FeatureMoments, eps: float = _SQRTM_EPS) -> float:
+    """Fréchet distance between the Gaussians fitted to two streamed feature sets."""
+    return frechet_distance(a.mean, a.covariance, b.mean, b.covariance, eps=eps)
+
+
+def frechet_distance_from_features(a, b, eps: float = _SQRTM_EPS) -> float:
+    """Fréchet distance between Gaussians fitted to two [N, D] feature arrays."""
+    a, b = _features_2d(a, "first feature set"), _features_2d(b, "second feature set")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature sets differ in size: {a.shape[1]} and {b.shape[1]} features")
+    return frechet_distance_from_moments(FeatureMoments().add(a), FeatureMoments().add(b), eps=eps)
+
+
+def _probabilities(probabilities, name: str = "probabilities") -> np.ndarray:
+    p = _features_2d(probabilities, name)
+    if p.shape[0] == 0 or p.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty [num_samples, num_classes] array; got shape {p.shape}")
+    if np.any(p < 0):
+        raise ValueError(f"{name} has negative entries (min {p.min():.3g}); expected softmax outputs, not logits")
+    sums = p.sum(axis=1)
+    worst = int(np.argmax(np.abs(sums - 1.0)))
+    if abs(sums[worst] - 1.0) > _PROBABILITY_SUM_TOLERANCE:
+        raise ValueError(f"{name} row {worst} sums to {sums[worst]:.6g}; each row must sum to 1")
+    return p
+
+
+def classifier_score(probabilities, splits: int = 1) -> Tuple[float, float]:
+    """(mean, std) over splits of exp(E_x KL(p(y|x) || p(y))) on the domain classifier's probabilities.
+
+    Ranges from 1 (every sample gets the same prediction) to K (confident predictions spread
+    evenly over K classes). Uses 0 * log 0 = 0.
+    """
+    p = _probabilities(probabilities)
+    count = len(p)
+    if not isinstance(splits, (int, np.integer)) or not 1 <= splits <= count:
+        raise ValueError(f"splits must be an integer in [1, {count}] (the number of samples); got {splits!r}")
+    scores = []
+    for i in range(splits):
+        part = p[i * count // splits : (i + 1) * count // splits]
+        marginal = part.mean(axis=0, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(part > 0, part * (np.log(part) - np.log(marginal)), 0.0)
+        scores.append(np.exp(np.mean(terms.sum(axis=1))))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def default_min_classes(num_classes: int) -> int:
+    """ceil(0.9 * num_classes): 9 of 10 classes must be covered for samples not to count as collapsed."""
+    return (9 * num_classes + 9) // 10
+
+
+def _predicted_labels(predictions, num_classes: int) -> np.ndarray:
+    array = np.asarray(predictions)
+    if array.ndim == 2:
+        if array.shape[1] != num_classes:
+            raise ValueError(f"probabilities have {array.shape[1]} classes; expected num_classes={num_classes}")
+        return np.argmax(_probabilities(array), axis=1)
+    if array.ndim != 1:
+        raise ValueError(f"predictions must be labels [N] or probabilities [N, K]; got shape {array.shape}")
+    if array.size and not np.all(np.equal(np.mod(array, 1), 0)):
+        raise ValueError("predicted labels must be whole numbers")
+    labels = array.astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"predicted labels span [{labels.min()}, {labels.max()}]; expected [0, {num_classes - 1}]")
+    return labels
+
+
+def mode_coverage(predictions, num_classes: int, min_fraction: float = 0.02, min_classes: Optional[int] = None) -> dict:
+    """Class histogram of generated samples and whether it shows mode collapse.
+
+    `predictions` are predicted labels [N] or classifier probabilities [N, K] (argmax taken).
+    A class is covered when it holds >= min_fraction of the samples; the samples count as
+    collapsed when fewer than `min_classes` (default ceil(0.9 * num_classes)) are covered.
+    `kl_to_uniform` is KL(histogram || uniform) in nats: 0 for a uniform histogram, log K for one class.
+    """
+    if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}")
+    if not 0.0 <= min_fraction <= 1.0:
+        raise ValueError(f"min_fraction must be in [0, 1]; got {min_fraction}")
+    min_classes = default_min_classes(num_classes) if min_classes is None else int(min_classes)
+    labels = _predicted_labels(predictions, num_classes)
+    if labels.size == 0:
+        raise ValueError("mode coverage needs at least 1 sample; got 0")
+    counts = np.bincount(labels, minlength=num_classes)
+    fractions = counts / labels.size
+    nonzero = fractions[fractions > 0]
+    classes_covered = int(np.sum(fractions >= min_fraction))
+    return {
+        "class_counts": [int(c) for c in counts],
+        "class_histogram": [float(f) for f in fractions],
+        "classes_covered": classes_covered,
+        "kl_to_uniform": float(max(np.sum(nonzero * np.log(nonzero * num_classes)), 0.0)),
+        "max_class_fraction": float(fractions.max()),
+        "min_classes": min_classes,
+        "collapsed": classes_covered < min_classes,
+        "num_samples": int(labels.size),
+    }
+
+
+def sample_quality(
+    real_features,
+    generated_features,
+    generated_probabilities,
+    num_classes: int,
+    splits: int = 1,
+    min_fraction: float = 0.02,
+    min_classes: Optional[int] = None,
+) -> Dict[str, object]:
+    """Flat sample metrics of a generator, from the domain classifier's features and probabilities.
+
+    Keys: classifier_fd, classifier_score, classifier_score_std, classes_covered, kl_to_uniform,
+    max_class_fraction, num_generated, num_real (numbers) and class_histogram (list).
+    """
+    real = _features_2d(real_features, "real_features")
+    generated = _features_2d(generated_features, "generated_features")
+    probabilities = _probabilities(generated_probabilities, "generated_probabilities")
+    if len(probabilities) != len(generated):
+        raise ValueError(
+            f"generated_probabilities has {len(probabilities)} rows but generated_features has {len(generated)}"
+        )
+    score, score_std = classifier_score(probabilities, splits=splits)
+    coverage = mode_coverage(probabilities, num_classes, min_fraction=min_fraction, min_classes=min_classes)
+    return {
+        "classifier_fd": frechet_distance_from_features(real, generated),
+        "classifier_score": score,
+        "classifier_score_std": score_std,
+        "classes_covered": coverage["classes_covered"],
+        "kl_to_uniform": coverage["kl_to_uniform"],
+        "max_class_fraction": coverage["max_class_fraction"],
+        "num_generated": len(generated),
+        "num_real": len(real),
+        "class_histogram": coverage["class_histogram"],
+    }
+
+
+def inception_fid_status(weights_path: Optional[str]) -> Tuple[bool, str]:
+    """(available, reason): whether Inception FID can run from local InceptionV3 no-top weights."""
+    if not weights_path:
+        return False, "Inception FID skipped: no Inception weights path configured"
+    if not os.path.isfile(weights_path):
+        return False, f"Inception FID skipped: no local weights at {weights_path}"
+    if not str(weights_path).endswith(INCEPTION_WEIGHT_SUFFIXES):
+        return False, (
+            f"Inception FID skipped: {weights_path} is not a Keras weights file "
+            f"(expected one of {', '.join(INCEPTION_WEIGHT_SUFFIXES)})"
+        )
+    return True, f"Inception FID uses local weights at {weights_path}"
+
+
+def _checked_images(images) -> np.ndarray:
+    images = np.asarray(images, np.float32)
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"images must be [N, H, W, 1 or 3]; got shape {images.shape}")
+    if images.size and (images.min() < -1e-3 or images.max() > 1 + 1e-3):
+        raise ValueError(
+            f"images must be in [0, 1]; got values in [{images.min():.3g}, {images.max():.3g}] "
+            "(map tanh outputs with (x + 1) / 2 first)"
+        )
+    return images
+
+
+def inception_inputs(images) -> np.ndarray:
+    """Images [N, H, W, 1 or 3] in [0, 1] -> InceptionV3 inputs [N, 299, 299, 3] in [-1, 1].
+
+    Grayscale is tiled to 3 channels, the size is changed bilinearly, and values are scaled
+    as keras.applications.inception_v3.preprocess_input scales [0, 255] pixels.
+    """
+    import keras  # Keras 3; imported here so the numpy metrics need no TensorFlow
+
+    images = _checked_images(images)
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    resized = keras.ops.image.resize(images, (INCEPTION_IMAGE_SIZE, INCEPTION_IMAGE_SIZE), interpolation="bilinear")
+    return keras.ops.convert_to_numpy(keras.applications.inception_v3.preprocess_input(resized * 255.0))
+
+
+def inception_fid_extractor(
+    weights_path: Optional[str], batch_size: int = 32
+) -> Optional[Callable[[np.ndarray], np.ndarray]]:
+    """A function images [N, H, W, 1 or 3] in [0, 1] -> [N, 2048] InceptionV3 pool features, or None.
+
+    None (with the reason logged; see inception_fid_status) when no local weights file exists.
+    Images are prepared by inception_inputs. Weights load from `weights_path` only, never "imagenet".
+    """
+    available, reason = inception_fid_status(weights_path)
+    if not available:
+        logging.warning(reason)
+        return None
+    import keras
+
+    model = keras.applications.InceptionV3(
+        include_top=False,
+        weights=weights_path,
+        input_shape=(INCEPTION_IMAGE_SIZE, INCEPTION_IMAGE_SIZE, 3),
+        pooling="avg",
+    )
+
+    def extract(images) -> np.ndarray:
+        images = _checked_images(images)
+        features = [
+            keras.ops.convert_to_numpy(model(inception_inputs(images[start : start + batch_size]), training=False))
+            for start in range(0, len(images), batch_size)
+        ]
+        if not features:
+            return np.zeros((0, INCEPTION_FEATURE_DIM), np.float64)
+        return np.concatenate(features, axis=0).astype(np.float64)
+
+    return extract

@@ -1,0 +1,224 @@
+"""Sample-quality metrics, with answers known in advance."""
+import logging
+import math
+
+import numpy as np
+import pytest
+
+from components.generative_evaluator import metrics, sample_metrics
+
+DIM = 6
+
+
+def _diagonal_gaussians():
+    mu1, mu2 = np.zeros(DIM), np.linspace(-1.0, 1.0, DIM)
+    var1, var2 = np.linspace(0.5, 2.0, DIM), np.linspace(2.0, 0.3, DIM)
+    return mu1, var1, mu2, var2
+
+
+def _diagonal_closed_form(mu1, var1, mu2, var2):
+    return np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(var1) - np.sqrt(var2)) ** 2)
+
+
+def _random_covariance(rng, dim=DIM):
+    factor = rng.normal(size=(dim, dim))
+    return factor @ factor.T / dim + 0.1 * np.eye(dim)
+
+
+def test_frechet_distance_of_a_set_with_itself_is_zero():
+    features = np.random.default_rng(0).normal(size=(2000, DIM)) @ _random_covariance(np.random.default_rng(1))
+    distance = sample_metrics.frechet_distance_from_features(features, features)
+    assert 0.0 <= distance <= 1e-6 * np.trace(np.cov(features, rowvar=False))
+
+
+def test_frechet_distance_of_known_gaussians():
+    mu1, var1, mu2, var2 = _diagonal_gaussians()
+    expected = _diagonal_closed_form(mu1, var1, mu2, var2)
+    assert sample_metrics.frechet_distance(mu1, np.diag(var1), mu2, np.diag(var2)) == pytest.approx(expected, rel=1e-9)
+    # The same Gaussians in a rotated basis: covariances are no longer diagonal but still commute.
+    rotation, _ = np.linalg.qr(np.random.default_rng(2).normal(size=(DIM, DIM)))
+    rotated = sample_metrics.frechet_distance(
+        rotation @ mu1, rotation @ np.diag(var1) @ rotation.T, rotation @ mu2, rotation @ np.diag(var2) @ rotation.T
+    )
+    assert rotated == pytest.approx(expected, rel=1e-9)
+    assert sample_metrics.frechet_distance([1.0], [[4.0]], [3.0], [[1.0]]) == pytest.approx(4.0 + 1.0)
+
+
+def test_frechet_distance_of_gaussian_samples_matches_the_true_parameters():
+    rng = np.random.default_rng(3)
+    count = 20_000
+    mu1, var1, mu2, var2 = _diagonal_gaussians()
+    first = rng.normal(mu1, np.sqrt(var1), size=(count, DIM))
+    second = rng.normal(mu2, np.sqrt(var2), size=(count, DIM))
+    expected = _diagonal_closed_form(mu1, var1, mu2, var2)  # 4.51; sampling spread ~0.03
+    assert sample_metrics.frechet_distance_from_features(first, second) == pytest.approx(expected, rel=0.04)
+
+    # Full, non-commuting covariances: the estimate from samples approaches the distance of the parameters.
+    sigma1, sigma2 = _random_covariance(rng), _random_covariance(rng)
+    first = rng.multivariate_normal(mu1, sigma1, size=count)
+    second = rng.multivariate_normal(mu2, sigma2, size=count)
+    expected = sample_metrics.frechet_distance(mu1, sigma1, mu2, sigma2)
+    assert sample_metrics.frechet_distance_from_features(first, second) == pytest.approx(expected, rel=0.05)
+
+
+def test_frechet_distance_with_singular_covariances_stays_finite():
+    features = np.random.default_rng(4).normal(size=(5, 8))  # 5 samples in 8 dimensions: rank 4
+    assert sample_metrics.frechet_distance_from_features(features, features) == pytest.approx(0.0, abs=1e-4)
+    assert sample_metrics.frechet_distance_from_features(features, features + 1.0) == pytest.approx(8.0, rel=1e-4)
+
+
+def test_streaming_moments_equal_whole_set_moments_after_batches_and_merge():
+    features = np.random.default_rng(5).normal(loc=1e4, scale=3.0, size=(1001, DIM))  # large offset: no cancellation
+    first, second = sample_metrics.FeatureMoments(), sample_metrics.FeatureMoments()
+    for batch in np.array_split(features[:600], 7):
+        first.add(batch)
+    second.add(features[600:601]).add(np.zeros((0, DIM))).add(features[601:])
+    merged = sample_metrics.FeatureMoments().merge(first).merge(sample_metrics.FeatureMoments()).merge(second)
+    assert merged.count == len(features)
+    np.testing.assert_allclose(merged.mean, np.mean(features, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(merged.covariance, np.cov(features, rowvar=False), rtol=1e-9)
+    np.testing.assert_allclose(first.covariance, np.cov(features[:600], rowvar=False), rtol=1e-9)
+
+
+def test_moments_reject_bad_input():
+    with pytest.raises(ValueError, match="count=1"):
+        _ = sample_metrics.FeatureMoments().add(np.ones((1, DIM))).covariance
+    with pytest.raises(ValueError, match=r"\[num_samples, num_features\].*shape \(6,\)"):
+        sample_metrics.FeatureMoments().add(np.ones(DIM))
+    with pytest.raises(ValueError, match="size 3 with size 6"):
+        sample_metrics.FeatureMoments().add(np.ones((2, DIM))).add(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="count=1"):
+        sample_metrics.frechet_distance_from_features(np.ones((1, DIM)), np.ones((5, DIM)))
+    with pytest.raises(ValueError, match="6 and 4 features"):
+        sample_metrics.frechet_distance_from_features(np.ones((5, DIM)), np.ones((5, 4)))
+    with pytest.raises(ValueError, match=r"sigma2 must be a \[2, 2\] covariance.*\(3, 3\)"):
+        sample_metrics.frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.eye(3))
+    with pytest.raises(ValueError, match="imaginary component"):
+        sample_metrics.frechet_distance(np.zeros(2), -np.eye(2), np.zeros(2), np.eye(2))
+
+
+def test_single_class_samples_are_collapsed():
+    coverage = sample_metrics.mode_coverage(np.full(200, 3), num_classes=10)
+    assert coverage["classes_covered"] == 1
+    assert coverage["kl_to_uniform"] == pytest.approx(math.log(10))
+    assert coverage["max_class_fraction"] == 1.0
+    assert coverage["collapsed"]
+    assert coverage["class_counts"][3] == 200 and sum(coverage["class_counts"]) == 200
+
+
+def test_uniform_samples_cover_every_class():
+    labels = np.arange(1000) % 10
+    for predictions in (labels, np.eye(10)[labels]):  # labels or one-hot probabilities
+        coverage = sample_metrics.mode_coverage(predictions, num_classes=10)
+        assert coverage["classes_covered"] == 10
+        assert coverage["kl_to_uniform"] == pytest.approx(0.0, abs=1e-12)
+        assert coverage["class_histogram"] == pytest.approx([0.1] * 10)
+        assert not coverage["collapsed"]
+
+
+def test_collapse_threshold_is_nine_of_ten_by_default_and_configurable():
+    nine_classes = np.arange(900) % 9
+    assert sample_metrics.mode_coverage(nine_classes, 10)["min_classes"] == 9
+    assert not sample_metrics.mode_coverage(nine_classes, 10)["collapsed"]
+    assert sample_metrics.mode_coverage(np.arange(800) % 8, 10)["collapsed"]
+    assert sample_metrics.mode_coverage(nine_classes, 10, min_classes=10)["collapsed"]
+    # A class with 1% of the samples is present but not covered at the default 2%.
+    rare = np.concatenate([np.arange(990) % 9, np.full(10, 9)])
+    assert sample_metrics.mode_coverage(rare, 10)["classes_covered"] == 9
+    assert sample_metrics.mode_coverage(rare, 10, min_fraction=0.01)["classes_covered"] == 10
+
+
+def test_mode_coverage_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"span \[0, 10\]; expected \[0, 9\]"):
+        sample_metrics.mode_coverage(np.arange(11), num_classes=10)
+    with pytest.raises(ValueError, match="3 classes; expected num_classes=10"):
+        sample_metrics.mode_coverage(np.full((4, 3), 1 / 3), num_classes=10)
+    with pytest.raises(ValueError, match="at least 1 sample"):
+        sample_metrics.mode_coverage(np.zeros(0, np.int64), num_classes=10)
+
+
+def test_classifier_score_known_answers():
+    classes = 10
+    confident_and_spread = np.tile(np.eye(classes), (20, 1))
+    assert sample_metrics.classifier_score(confident_and_spread) == pytest.approx((classes, 0.0))
+    assert sample_metrics.classifier_score(confident_and_spread, splits=4) == pytest.approx((classes, 0.0))
+    logits = np.random.default_rng(6).normal(size=classes)
+    identical = np.tile(np.exp(logits) / np.exp(logits).sum(), (50, 1))
+    assert sample_metrics.classifier_score(identical) == pytest.approx((1.0, 0.0))
+
+
+def test_classifier_score_rejects_bad_input():
+    with pytest.raises(ValueError, match="row 1 sums to 2"):
+        sample_metrics.classifier_score(np.array([[1.0, 0.0], [1.0, 1.0]]))
+    with pytest.raises(ValueError, match="negative entries"):
+        sample_metrics.classifier_score(np.array([[2.0, -1.0]]))
+    with pytest.raises(ValueError, match=r"splits must be an integer in \[1, 2\].*got 3"):
+        sample_metrics.classifier_score(np.eye(2), splits=3)
+    with pytest.raises(ValueError, match=r"shape \(4,\)"):
+        sample_metrics.classifier_score(np.full(4, 0.25))
+
+
+def test_sample_quality_reports_flat_named_metrics():
+    rng = np.random.default_rng(7)
+    real = rng.normal(size=(500, 16))
+    labels = np.arange(500) % 10
+    report = sample_metrics.sample_quality(real, real, np.eye(10)[labels], num_classes=10)
+    assert set(report) == {
+        "classifier_fd", "classifier_score", "classifier_score_std", "classes_covered", "kl_to_uniform",
+        "max_class_fraction", "num_generated", "num_real", "class_histogram",
+    }
+    assert report["classifier_fd"] == pytest.approx(0.0, abs=1e-6)
+    assert report["classifier_score"] == pytest.approx(10.0)
+    assert report["classes_covered"] == 10 and report["num_generated"] == report["num_real"] == 500
+    assert not any("fid" in name for name in report)
+    with pytest.raises(ValueError, match="has 499 rows but generated_features has 500"):
+        sample_metrics.sample_quality(real, real, np.eye(10)[labels[:499]], num_classes=10)
+
+
+def test_directions_cover_the_comparable_metrics_and_merge_into_higher_is_better():
+    assert set(sample_metrics.SAMPLE_METRIC_DIRECTIONS.values()) == {"higher", "lower"}
+    assert sample_metrics.SAMPLE_METRIC_DIRECTIONS["classifier_fd"] == "lower"
+    assert sample_metrics.SAMPLE_HIGHER_IS_BETTER["classifier_score"] is True
+    assert not set(sample_metrics.SAMPLE_HIGHER_IS_BETTER) & set(metrics.HIGHER_IS_BETTER)
+
+
+def test_inception_fid_status_names_the_missing_weights(tmp_path, caplog):
+    assert sample_metrics.inception_fid_status("") == (
+        False, "Inception FID skipped: no Inception weights path configured"
+    )
+    missing = str(tmp_path / "inception_v3_notop.h5")
+    available, reason = sample_metrics.inception_fid_status(missing)
+    assert not available and reason == f"Inception FID skipped: no local weights at {missing}"
+    wrong_kind = tmp_path / "weights.txt"
+    wrong_kind.write_text("not weights")
+    assert "is not a Keras weights file" in sample_metrics.inception_fid_status(str(wrong_kind))[1]
+    with caplog.at_level(logging.WARNING):
+        assert sample_metrics.inception_fid_extractor(missing) is None
+    assert f"no local weights at {missing}" in caplog.text
+
+
+def test_inception_inputs_tile_resize_and_scale():
+    gray = np.random.default_rng(8).random((2, 28, 28, 1)).astype(np.float32)
+    inputs = sample_metrics.inception_inputs(gray)
+    assert inputs.shape == (2, 299, 299, 3)
+    assert inputs.min() >= -1.0 - 1e-6 and inputs.max() <= 1.0 + 1e-6
+    np.testing.assert_allclose(inputs, sample_metrics.inception_inputs(np.repeat(gray, 3, axis=-1)))
+    np.testing.assert_allclose(sample_metrics.inception_inputs(np.full((1, 8, 8, 3), 0.5)), 0.0, atol=1e-6)
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\]; got values in \[-1"):
+        sample_metrics.inception_inputs(gray * 2.0 - 1.0)
+    with pytest.raises(ValueError, match=r"\[N, H, W, 1 or 3\]; got shape \(28, 28\)"):
+        sample_metrics.inception_inputs(gray[0, ..., 0])
+
+
+def test_inception_extractor_with_random_local_weights(tmp_path):
+    """Builds InceptionV3 twice on CPU (~5-10 s): random weights saved to a local file, then loaded by path."""
+    import keras
+
+    weights = str(tmp_path / "inception_random.weights.h5")
+    network = keras.applications.InceptionV3(include_top=False, weights=None, input_shape=(299, 299, 3), pooling="avg")
+    network.save_weights(weights)
+    assert sample_metrics.inception_fid_status(weights)[0]
+    extract = sample_metrics.inception_fid_extractor(weights)
+    features = extract(np.random.default_rng(9).random((2, 28, 28, 1)))
+    assert features.shape == (2, sample_metrics.INCEPTION_FEATURE_DIM) and features.dtype == np.float64
+    assert np.all(np.isfinite(features))

@@ -1,0 +1,231 @@
+"""Beam stages of the sample metrics: real and generated images -> domain-classifier statistics.
+
+Real images come from the transformed eval split; generated ones from each model's `sample`
+signature, one Beam element per batch with seed `seed + batch_index`, so the same model
+always yields the same samples and the work spreads over workers. Both go through the
+domain classifier (and InceptionV3 when local weights are given) and are combined per key
+into mergeable feature moments plus the classifier's probabilities; `summarize` turns one
+key's statistics into the flat metrics of sample_metrics.
+"""
+import json
+from typing import Dict, List, Optional, Tuple
+
+import apache_beam as beam
+import numpy as np
+import tensorflow as tf
+
+from components.generative_evaluator import sample_metrics
+from serving import signatures as sig
+from trainer_modules import contract
+
+REAL = "real"
+INCEPTION = "inception"
+
+
+def to_unit_range(images: np.ndarray, value_range: str) -> np.ndarray:
+    """Transformed images ([0, 1] or [-1, 1]) -> [0, 1], the range the classifier was trained on."""
+    images = np.asarray(images, np.float32)
+    if value_range == "symmetric":
+        images = (images + 1.0) / 2.0
+    elif value_range != "unit":
+        raise ValueError(f"value_range must be 'unit' or 'symmetric', got {value_range!r}")
+    return np.clip(images, 0.0, 1.0)
+
+
+def sample_batches(model_names: List[str], num_samples: int, batch_size: int) -> List[Tuple[str, int, int]]:
+    """(model name, batch index, batch size) elements covering num_samples per model."""
+    elements = []
+    for name in model_names:
+        for index, start in enumerate(range(0, num_samples, batch_size)):
+            elements.append((name, index, min(batch_size, num_samples - start)))
+    return elements
+
+
+class GenerateSamples(beam.DoFn):
+    """(model, batch index, num) -> (model, images in [0, 1]) through the model's `sample` signature."""
+
+    def __init__(self, model_dirs: Dict[str, str], seed: int):
+        self._model_dirs = model_dirs
+        self._seed = seed
+        self._sample = {}
+
+    def setup(self):
+        for name, path in self._model_dirs.items():
+            loaded = tf.saved_model.load(path)
+            if sig.SAMPLE not in loaded.signatures:
+                raise ValueError(f"model {path} has no {sig.SAMPLE!r} signature (has {sorted(loaded.signatures)})")
+            self._sample[name] = loaded.signatures[sig.SAMPLE]
+
+    def process(self, element):
+        name, index, num = element
+        images = self._sample[name](**{
+            sig.NUM_INPUT: tf.constant(num, tf.int32),
+            sig.SEED_INPUT: tf.constant(self._seed + index, tf.int32),
+        })[sig.IMAGES_OUTPUT]
+        yield name, images.numpy()
+
+
+class ParseRealImages(beam.DoFn):
+    """A batch of transformed eval records -> ("real", images in [0, 1])."""
+
+    def __init__(self, feature_spec, value_range: str):
+        self._feature_spec = feature_spec
+        self._value_range = value_range
+
+    def process(self, records: List[bytes]):
+        features = tf.io.parse_example(tf.constant(records), self._feature_spec)
+        yield REAL, to_unit_range(features[contract.IMAGE_KEY].numpy(), self._value_range)
+
+
+class Featurize(beam.DoFn):
+    """(key, images) -> (key, {"features", "probabilities"[, "inception"]}) with the domain classifier."""
+
+    def __init__(self, classifier_uri: str, inception_weights: str = ""):
+        self._classifier_uri = classifier_uri
+        self._inception_weights = inception_weights
+        self._classify = None
+        self._inception = None
+
+    def setup(self):
+        from components.domain_classifier import model as classifier_model
+
+        self._classify = classifier_model.load_classifier(self._classifier_uri)
+        if self._inception_weights:
+            self._inception = sample_metrics.inception_fid_extractor(self._inception_weights)
+
+    def process(self, element):
+        key, images = element
+        outputs = self._classify(images)
+        result = {
+            "features": np.asarray(outputs["features"], np.float64),
+            "probabilities": np.asarray(outputs["probabilities"], np.float64),
+        }
+        if self._inception is not None:
+            result[INCEPTION] = np.asarray(self._inception(images), np.float64)
+        yield key, result
+
+
+class CombineStatistics(beam.CombineFn):
+    """Feature moments (classifier and Inception) and the probabilities of every image of a key."""
+
+    def create_accumulator(self):
+        return {"features": sample_metrics.FeatureMoments(), INCEPTION: None, "probabilities": []}
+
+    def add_input(self, accumulator, element):
+        accumulator["features"].add(element["features"])
+        if INCEPTION in element:
+            if accumulator[INCEPTION] is None:
+                accumulator[INCEPTION] = sample_metrics.FeatureMoments()
+            accumulator[INCEPTION].add(element[INCEPTION])
+        accumulator["probabilities"].append(element["probabilities"])
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        result = self.create_accumulator()
+        for acc in accumulators:
+            if acc["features"].count:
+                result["features"].merge(acc["features"])
+            if acc[INCEPTION] is not None:
+                if result[INCEPTION] is None:
+                    result[INCEPTION] = sample_metrics.FeatureMoments()
+                result[INCEPTION].merge(acc[INCEPTION])
+            result["probabilities"].extend(acc["probabilities"])
+        return result
+
+    def extract_output(self, accumulator):
+        probabilities = np.concatenate(accumulator["probabilities"]) if accumulator["probabilities"] else np.zeros((0, 0))
+        return {"features": accumulator["features"], INCEPTION: accumulator[INCEPTION], "probabilities": probabilities}
+
+
+def summarize(stats, real_stats, num_classes: int, min_fraction: float, min_classes: Optional[int],
+              score_splits: int) -> Dict[str, object]:
+    """Flat sample metrics of one key's statistics against the real eval images' statistics."""
+    probabilities = stats["probabilities"]
+    splits = max(1, min(score_splits, len(probabilities)))
+    score, score_std = sample_metrics.classifier_score(probabilities, splits=splits)
+    coverage = sample_metrics.mode_coverage(probabilities, num_classes, min_fraction=min_fraction,
+                                            min_classes=min_classes)
+    result = {
+        "classifier_fd": sample_metrics.frechet_distance_from_moments(real_stats["features"], stats["features"]),
+        "classifier_score": score,
+        "classifier_score_std": score_std,
+        "classes_covered": coverage["classes_covered"],
+        "kl_to_uniform": coverage["kl_to_uniform"],
+        "max_class_fraction": coverage["max_class_fraction"],
+        "num_generated": int(len(probabilities)),
+        "num_real": int(real_stats["features"].count),
+        "class_histogram": coverage["class_histogram"],
+        "collapsed": coverage["collapsed"],
+    }
+    if stats.get(INCEPTION) is not None and real_stats.get(INCEPTION) is not None:
+        result["inception_fid"] = sample_metrics.frechet_distance_from_moments(real_stats[INCEPTION], stats[INCEPTION])
+    return result
+
+
+def real_summary(real_stats, num_classes: int, min_fraction: float, score_splits: int) -> Dict[str, object]:
+    """The classifier's view of the real eval images: the reference for score and coverage."""
+    probabilities = real_stats["probabilities"]
+    score, _ = sample_metrics.classifier_score(probabilities, splits=max(1, min(score_splits, len(probabilities))))
+    coverage = sample_metrics.mode_coverage(probabilities, num_classes, min_fraction=min_fraction, min_classes=0)
+    return {"classifier_score": score, "classes_covered": coverage["classes_covered"],
+            "kl_to_uniform": coverage["kl_to_uniform"], "num_images": int(real_stats["features"].count)}
+
+
+def to_json(value) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+class SampleStatistics(beam.PTransform):
+    """Pipeline root -> JSON lines {"model": name, "metrics": {...}} for every model, plus "real"."""
+
+    def __init__(self, eval_pattern: str, feature_spec, value_range: str, model_dirs: Dict[str, str],
+                 classifier_uri: str, num_samples: int, batch_size: int, seed: int, num_classes: int,
+                 min_fraction: float, min_classes: Optional[int], score_splits: int, inception_weights: str = ""):
+        super().__init__()
+        self._eval_pattern = eval_pattern
+        self._feature_spec = feature_spec
+        self._value_range = value_range
+        self._model_dirs = model_dirs
+        self._classifier_uri = classifier_uri
+        self._num_samples = num_samples
+        self._batch_size = batch_size
+        self._seed = seed
+        self._num_classes = num_classes
+        self._min_fraction = min_fraction
+        self._min_classes = min_classes
+        self._score_splits = score_splits
+        self._inception_weights = inception_weights
+
+    def expand(self, root):
+        real = (
+            root
+            | "ReadEval" >> beam.io.ReadFromTFRecord(self._eval_pattern, coder=beam.coders.BytesCoder())
+            | "BatchEval" >> beam.BatchElements(min_batch_size=64, max_batch_size=256)
+            | "ParseEval" >> beam.ParDo(ParseRealImages(self._feature_spec, self._value_range))
+        )
+        generated = (
+            root
+            | "SampleBatches" >> beam.Create(sample_batches(sorted(self._model_dirs), self._num_samples, self._batch_size))
+            | "Spread" >> beam.Reshuffle()
+            | "Generate" >> beam.ParDo(GenerateSamples(self._model_dirs, self._seed))
+        )
+        stats = (
+            (real, generated)
+            | "Images" >> beam.Flatten()
+            | "Featurize" >> beam.ParDo(Featurize(self._classifier_uri, self._inception_weights))
+            | "Combine" >> beam.CombinePerKey(CombineStatistics())
+        )
+        real_stats = stats | "RealOnly" >> beam.Filter(lambda kv: kv[0] == REAL) | "RealValue" >> beam.Values()
+        num_classes, min_fraction, min_classes, splits = (
+            self._num_classes, self._min_fraction, self._min_classes, self._score_splits)
+        model_rows = (
+            stats
+            | "ModelsOnly" >> beam.Filter(lambda kv: kv[0] != REAL)
+            | "Summarize" >> beam.Map(
+                lambda kv, real_value: to_json({"model": kv[0], "metrics": summarize(
+                    kv[1], real_value, num_classes, min_fraction, min_classes, splits)}),
+                real_value=beam.pvalue.AsSingleton(real_stats))
+        )
+        real_row = real_stats | "SummarizeReal" >> beam.Map(
+            lambda value: to_json({"model": REAL, "metrics": real_summary(value, num_classes, min_fraction, splits)}))
+        return (model_rows, real_row) | "Rows" >> beam.Flatten()

@@ -1,0 +1,261 @@
+"""The GAN Trainer module: network shapes, the two-phase train step, export signatures and resume."""
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from serving import signatures as sig
+from trainer_modules import gan, training
+
+
+def test_dense_layer_sizes():
+    generator, discriminator = gan.build_networks("dense")
+    assert [layer.units for layer in generator.layers if hasattr(layer, "units")] == [64, 128, 784]
+    assert [layer.units for layer in discriminator.layers if hasattr(layer, "units")] == [128, 64, 1]
+    assert [layer.activation.__name__ for layer in generator.layers if hasattr(layer, "units")] == [
+        "selu", "selu", "sigmoid"]
+
+
+def test_dcgan_layer_shapes():
+    generator, discriminator = gan.build_networks("dcgan")
+    shapes = [tuple(layer.output.shape[1:]) for layer in generator.layers[1:]]
+    assert shapes == [(7 * 7 * 128,), (7, 7, 128), (7, 7, 128), (14, 14, 64), (14, 14, 64), (28, 28, 1)]
+    convs = [tuple(layer.output.shape[1:]) for layer in discriminator.layers if "conv" in layer.name]
+    assert convs == [(14, 14, 64), (7, 7, 128)]
+    assert [layer.rate for layer in discriminator.layers if isinstance(layer, keras.layers.Dropout)] == [0.4, 0.4]
+
+
+@pytest.mark.parametrize("variant", sorted(gan.VARIANTS))
+def test_variant_output_ranges(variant):
+    spec = gan.VARIANTS[variant]
+    generator, discriminator = gan.build_networks(variant)
+    z = np.random.default_rng(0).normal(size=(3, spec.latent_dim)).astype("float32")
+    images = generator(z)
+    low, high = gan.VALUE_RANGES[spec.value_range]
+    assert tuple(images.shape) == (3, *spec.image_shape)
+    assert float(np.min(images)) >= low and float(np.max(images)) <= high
+    assert tuple(discriminator(images).shape) == (3, 1)
+    served = gan.to_unit_range(images, spec.value_range)
+    assert float(np.min(served)) >= 0.0 and float(np.max(served)) <= 1.0
+
+
+def test_unknown_variant_and_bad_options_are_rejected():
+    with pytest.raises(ValueError, match="unknown gan variant 'wide'"):
+        gan.build_networks("wide")
+    with pytest.raises(ValueError, match="label_smoothing"):
+        gan.GanConfig.from_custom_config({gan.LABEL_SMOOTHING: 0.5})
+    with pytest.raises(ValueError, match="d_steps"):
+        gan.GanConfig.from_custom_config({gan.D_STEPS: 0})
+
+
+def test_config_defaults_and_overrides():
+    config = gan.GanConfig.from_custom_config({gan.VARIANT: "dense"})
+    assert (config.latent_dim, config.learning_rate, config.d_learning_rate) == (32, 2e-4, 2e-4)
+    assert (config.adam_beta_1, config.label_smoothing, config.d_steps) == (0.5, 0.1, 1)
+    config = gan.GanConfig.from_custom_config({gan.LATENT_DIM: 16, gan.D_LEARNING_RATE: 1e-4})
+    assert (config.variant, config.latent_dim, config.d_learning_rate) == ("dcgan", 16, 1e-4)
+
+
+def _compiled_gan(variant="dcgan", d_learning_rate=1e-3, g_learning_rate=1e-3, d_steps=1):
+    keras.utils.set_random_seed(0)
+    generator, discriminator = gan.build_networks(variant)
+    model = gan.GAN(generator, discriminator, gan.VARIANTS[variant].latent_dim)
+    model.compile(d_optimizer=keras.optimizers.Adam(d_learning_rate),
+                  g_optimizer=keras.optimizers.Adam(g_learning_rate), d_steps=d_steps)
+    model.build_optimizers()
+    return model
+
+
+def _real_batch(variant="dcgan", size=8):
+    images = np.random.default_rng(1).random((size, 28, 28, 1)).astype("float32")
+    return tf.constant(images * 2 - 1 if gan.VARIANTS[variant].value_range == "symmetric" else images)
+
+
+def _values(variables):
+    return [v.numpy().copy() for v in variables]
+
+
+def _changed(before, variables):
+    return [not np.array_equal(b, v.numpy()) for b, v in zip(before, variables)]
+
+
+def test_discriminator_phase_moves_only_discriminator_weights():
+    # With the generator's learning rate at 0, anything that moves a generator weight is phase 1's doing.
+    model = _compiled_gan(g_learning_rate=0.0, d_steps=3)
+    g_before, d_before = _values(model.generator.trainable_variables), _values(model.discriminator.trainable_variables)
+    logs = model.train_step(_real_batch())
+    assert not any(_changed(g_before, model.generator.trainable_variables))
+    assert all(_changed(d_before, model.discriminator.trainable_variables))
+    assert int(model.d_optimizer.iterations.numpy()) == 3 and int(model.g_optimizer.iterations.numpy()) == 1
+    assert set(logs) == {"d_loss", "g_loss", "d_real_accuracy", "d_fake_accuracy"}
+    assert all(np.isfinite(float(v)) for v in logs.values())
+
+
+def test_generator_phase_moves_only_generator_weights():
+    model = _compiled_gan(d_learning_rate=0.0)
+    g_before, d_before = _values(model.generator.trainable_variables), _values(model.discriminator.trainable_variables)
+    model.train_step(_real_batch())
+    assert all(_changed(g_before, model.generator.trainable_variables))
+    assert not any(_changed(d_before, model.discriminator.trainable_variables))
+    # Each optimizer holds state for its own network only.
+    assert len(model.g_optimizer.variables) == 2 + 2 * len(model.generator.trainable_variables)
+    assert len(model.d_optimizer.variables) == 2 + 2 * len(model.discriminator.trainable_variables)
+
+
+def test_noise_differs_per_step_and_phase():
+    model = _compiled_gan()
+    z = [model._latent(4, step, stream).numpy() for step, stream in ((0, 0), (0, 1), (1, 0), (0, 0))]
+    assert not np.allclose(z[0], z[1]) and not np.allclose(z[0], z[2])
+    np.testing.assert_array_equal(z[0], z[3])
+
+
+def test_mixed_float16_wraps_both_optimizers_in_loss_scaling():
+    with training.precision_policy("mixed_float16", tf.distribute.get_strategy()):
+        model = _compiled_gan("dense")
+        assert isinstance(model.d_optimizer, keras.optimizers.LossScaleOptimizer)
+        assert isinstance(model.g_optimizer, keras.optimizers.LossScaleOptimizer)
+        logs = model.train_step(_real_batch("dense"))
+        assert model.generator.layers[1].compute_dtype == "float16"
+    assert all(np.isfinite(float(v)) for v in logs.values())
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def _fn_args(data, tmp_path, name, train_steps=4, **config):
+    custom_config = {
+        gan.VARIANT: "dcgan",
+        training.BATCH_SIZE: 8,
+        training.CHECKPOINT_EVERY: 2,
+        training.CHECKPOINT_ROOT: str(tmp_path / "checkpoints"),
+        training.SHUFFLE_BUFFER: 64,
+        **config,
+    }
+    return FnArgs(
+        train_files=[os.path.join(data["examples"], "Split-train", "*")],
+        eval_files=[os.path.join(data["examples"], "Split-eval", "*")],
+        transform_output=data["transform_graph"],
+        serving_model_dir=str(tmp_path / name / "Format-Serving"),
+        model_run_dir=str(tmp_path / name / "run"),
+        train_steps=train_steps,
+        eval_steps=1,
+        custom_config=custom_config,
+    )
+
+
+def _summary(fn_args):
+    with open(os.path.join(fn_args.model_run_dir, "training_summary.json")) as f:
+        return json.load(f)
+
+
+def _sample(loaded, num, seed):
+    return loaded.signatures[sig.SAMPLE](**{sig.NUM_INPUT: tf.constant(num), sig.SEED_INPUT: tf.constant(seed)})[
+        sig.IMAGES_OUTPUT].numpy()
+
+
+def test_run_fn_trains_dcgan_and_exports_signatures(transformed_symmetric, tmp_path):
+    fn_args = _fn_args(transformed_symmetric, tmp_path, "export")
+    gan.run_fn(fn_args)
+
+    summary = _summary(fn_args)
+    assert summary["train_steps"] == 4 and summary["resumed_from_epoch"] == 0 and summary["steps_this_run"] == 4
+    assert set(summary["final"]) >= {"d_loss", "g_loss", "d_real_accuracy", "d_fake_accuracy", "val_d_loss"}
+    assert all(np.isfinite(v) for v in summary["final"].values())
+    assert tf.io.gfile.glob(os.path.join(fn_args.model_run_dir, "images", "*tfevents*"))
+    assert tf.io.gfile.glob(os.path.join(fn_args.model_run_dir, "train", "*tfevents*"))
+    grid = tf.io.decode_png(tf.io.read_file(os.path.join(fn_args.model_run_dir, "samples.png")))
+    assert tuple(grid.shape) == (gan.GRID_ROWS * 30, gan.GRID_COLUMNS * 30, 1)
+
+    loaded = tf.saved_model.load(fn_args.serving_model_dir)
+    assert set(loaded.signatures) == {sig.SERVING_DEFAULT, sig.SAMPLE, sig.GENERATE}
+    images = _sample(loaded, 5, 3)
+    assert images.shape == (5, 28, 28, 1) and images.dtype == np.float32
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    np.testing.assert_array_equal(images, _sample(loaded, 5, 3))
+    assert not np.allclose(images, _sample(loaded, 5, 4))
+    default = loaded.signatures[sig.SERVING_DEFAULT](**{sig.NUM_INPUT: tf.constant(5), sig.SEED_INPUT: tf.constant(3)})
+    np.testing.assert_array_equal(default[sig.IMAGES_OUTPUT].numpy(), images)
+
+    # generate at sample's latent points gives sample's images.
+    generated = loaded.signatures[sig.GENERATE](**{sig.LATENT_INPUT: gan.latent_grid(32, 3, 5)})[sig.IMAGES_OUTPUT]
+    np.testing.assert_allclose(generated.numpy(), images, atol=1e-6)
+
+    # The untrained baseline: the seed's initial weights, not the trained ones.
+    untrained_dir = gan.untrained_model_dir(fn_args.serving_model_dir)
+    assert untrained_dir == str(tmp_path / "export" / "Untrained-Format-Serving")
+    untrained = tf.saved_model.load(untrained_dir)
+    assert set(untrained.signatures) == {sig.SERVING_DEFAULT, sig.SAMPLE, sig.GENERATE}
+    before = _sample(untrained, 5, 3)
+    assert before.shape == (5, 28, 28, 1) and before.min() >= 0.0 and before.max() <= 1.0
+    assert np.abs(before - images).max() > 1e-3
+    keras.utils.set_random_seed(0)
+    fresh, _ = gan.build_networks("dcgan")
+    expected = gan.to_unit_range(fresh(gan.latent_grid(32, 3, 5), training=False), "symmetric")
+    np.testing.assert_allclose(before, expected.numpy(), atol=1e-6)
+
+
+def test_value_range_mismatch_is_named(transformed_data, tmp_path):
+    fn_args = _fn_args(transformed_data, tmp_path, "mismatch")  # dcgan on [0, 1] images
+    with pytest.raises(ValueError, match="value_range 'symmetric'"):
+        gan.run_fn(fn_args)
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_killed_trainer_resumes_from_checkpoint(transformed_data, tmp_path, monkeypatch):
+    dense = {gan.VARIANT: "dense"}
+    fn_args = _fn_args(transformed_data, tmp_path, "first", train_steps=6, **dense)
+    original = training.ImageGridCallback.on_epoch_end
+
+    def crash_after_first_epoch(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 0:
+            raise _Killed()
+
+    monkeypatch.setattr(training.ImageGridCallback, "on_epoch_end", crash_after_first_epoch)
+    with pytest.raises(_Killed):
+        gan.run_fn(fn_args)
+    assert not os.path.exists(os.path.join(fn_args.serving_model_dir, "saved_model.pb"))
+    first_untrained = tf.saved_model.load(gan.untrained_model_dir(fn_args.serving_model_dir))
+    monkeypatch.undo()
+
+    # A new execution writes to a new artifact directory but finds the checkpoint by its run key.
+    rerun = _fn_args(transformed_data, tmp_path, "second", train_steps=6, **dense)
+    gan.run_fn(rerun)
+    summary = _summary(rerun)
+    assert summary["resumed_from_epoch"] == 1 and summary["steps_this_run"] == 4
+    assert os.path.exists(os.path.join(rerun.serving_model_dir, "saved_model.pb"))
+    # Its untrained export is still the initial generator, not the restored one.
+    second_untrained = tf.saved_model.load(gan.untrained_model_dir(rerun.serving_model_dir))
+    np.testing.assert_array_equal(_sample(first_untrained, 4, 1), _sample(second_untrained, 4, 1))
+    trained = tf.saved_model.load(rerun.serving_model_dir)
+    assert np.abs(_sample(trained, 4, 1) - _sample(second_untrained, 4, 1)).max() > 1e-4
+
+
+def test_mirrored_strategies_in_one_process_keep_their_collectives_apart():
+    # Two plain MirroredStrategy instances reuse collective keys: the second all_reduce of another shape fails.
+    for size in (3, 5):
+        strategy = training.choose_strategy("mirrored")
+        all_reduce = tf.function(lambda: tf.distribute.get_replica_context().all_reduce("sum", tf.ones([size])))
+        results = strategy.experimental_local_results(strategy.run(all_reduce))
+        np.testing.assert_array_equal(results[0].numpy(), np.full([size], 2.0))
+
+
+def test_mirrored_strategy_on_two_logical_cpus(transformed_symmetric, tmp_path):
+    strategy = training.choose_strategy("mirrored")
+    if strategy.num_replicas_in_sync < 2:
+        pytest.fail("the session fixture should have split the CPU into two logical devices")
+    fn_args = _fn_args(transformed_symmetric, tmp_path, "mirrored", train_steps=2,
+                       **{training.STRATEGY: "mirrored", gan.LATENT_DIM: 16, gan.D_STEPS: 2})
+    gan.run_fn(fn_args)
+    summary = _summary(fn_args)
+    assert summary["strategy"] == "MirroredStrategy"
+    assert summary["replicas"] == 2 and summary["global_batch_size"] == 16
+    assert all(np.isfinite(v) for v in summary["final"].values())
+    loaded = tf.saved_model.load(fn_args.serving_model_dir)
+    generated = loaded.signatures[sig.GENERATE](**{sig.LATENT_INPUT: tf.zeros([2, 16])})[sig.IMAGES_OUTPUT]
+    assert generated.shape == (2, 28, 28, 1)

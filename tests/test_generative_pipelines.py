@@ -1,0 +1,129 @@
+"""End to end: the vae and gan pipelines under LocalDagRunner on tiny data, sharing one metadata store.
+
+The two pipelines share an ML Metadata store, as every local pipeline under runs/ does, so
+the second one finds the dataset's domain classifier there and reuses it instead of training.
+"""
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines import cli, gan_pipeline, local_runner, vae_pipeline
+from serving import signatures as sig
+
+GENERATIVE_COMPONENTS = [
+    "MnistExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer",
+    "domain_classifier_resolver", "DomainClassifier", "latest_blessed_model_resolver",
+    "GenerativeEvaluator", "Pusher",
+]
+SAMPLE_METRICS = ("classifier_fd", "classifier_score", "classes_covered", "kl_to_uniform", "max_class_fraction")
+
+
+def _smoke(pipeline, root, *flags):
+    args = cli.build_parser().parse_args([
+        "run", pipeline, "--pipeline-root", str(root / pipeline), "--serving-dir", str(root / "serving"),
+        "--metadata", str(root / "metadata.sqlite"), *flags,
+    ])
+    return cli.config_from_args(args).smoke()
+
+
+def _classifier(config):
+    store = local_runner._store(config)
+    executions = local_runner.latest_run_executions(store, config.pipeline_name)
+    return local_runner.output_artifacts(store, executions["DomainClassifier"].id)["model"][0]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("generative")
+    vae_config = _smoke("vae", root)
+    vae_summary = local_runner.run_pipeline(vae_config, vae_pipeline.create_pipeline)
+    gan_config = _smoke("gan", root, "--variant", "dcgan")
+    gan_summary = local_runner.run_pipeline(gan_config, gan_pipeline.create_pipeline)
+    return {"root": root, "vae": (vae_config, vae_summary), "gan": (gan_config, gan_summary)}
+
+
+@pytest.mark.parametrize("family", ["vae", "gan"])
+def test_every_component_ran_blessed_and_pushed(runs, family):
+    config, summary = runs[family]
+    assert set(summary["components"]) == set(GENERATIVE_COMPONENTS)
+    assert all(state == "COMPLETE" for state in summary["components"].values()), summary["components"]
+    assert summary["blessed"] is True and summary["pushed"] is True, summary["blessing_reasons"]
+    metrics = summary["metrics"]
+    for name in SAMPLE_METRICS:
+        assert np.isfinite(metrics[name]), (name, metrics[name])
+    assert metrics["num_generated"] == config.num_samples
+    assert len(metrics["class_histogram"]) == 10 and abs(sum(metrics["class_histogram"]) - 1) < 1e-6
+    assert 0 <= metrics["classifier_test_accuracy"] <= 1
+    assert os.path.exists(summary["samples_png"])
+    with open(os.path.join(os.path.dirname(summary["samples_png"]), "metrics.json")) as f:
+        report = json.load(f)
+    assert report["inception_fid"].startswith("Inception FID skipped")
+    assert report["real_images"]["num_images"] == metrics["num_real"] > 0
+
+
+def test_vae_reports_elbo_in_nats_and_serves_its_signatures(runs):
+    _, summary = runs["vae"]
+    metrics = summary["metrics"]
+    assert metrics["elbo"] == pytest.approx(-(metrics["reconstruction_nll"] + metrics["kl"]), rel=1e-4)
+    assert metrics["reconstruction_nll"] > 0 and metrics["kl"] >= 0
+    assert os.path.exists(summary["reconstructions_png"])
+    loaded = tf.saved_model.load(summary["pushed_model"])
+    assert {sig.ENCODE, sig.DECODE, sig.SAMPLE, sig.RECONSTRUCT, sig.ELBO} <= set(loaded.signatures)
+    sample = loaded.signatures[sig.SAMPLE]
+    first = sample(**{sig.NUM_INPUT: tf.constant(5), sig.SEED_INPUT: tf.constant(3)})[sig.IMAGES_OUTPUT]
+    again = sample(**{sig.NUM_INPUT: tf.constant(5), sig.SEED_INPUT: tf.constant(3)})[sig.IMAGES_OUTPUT]
+    assert first.shape == (5, 28, 28, 1) and first.dtype == tf.float32
+    np.testing.assert_array_equal(first.numpy(), again.numpy())
+
+
+def test_gan_compares_with_its_untrained_generator_and_samples_reproducibly(runs):
+    _, summary = runs["gan"]
+    metrics = summary["metrics"]
+    assert metrics["classifier_fd_untrained"] > 0
+    assert metrics["classifier_fd_improvement"] == pytest.approx(
+        metrics["classifier_fd_untrained"] / metrics["classifier_fd"], rel=1e-6)
+    loaded = tf.saved_model.load(summary["pushed_model"])
+    sample = loaded.signatures[sig.SAMPLE]
+    images = sample(**{sig.NUM_INPUT: tf.constant(4), sig.SEED_INPUT: tf.constant(11)})[sig.IMAGES_OUTPUT].numpy()
+    again = sample(**{sig.NUM_INPUT: tf.constant(4), sig.SEED_INPUT: tf.constant(11)})[sig.IMAGES_OUTPUT].numpy()
+    assert images.shape == (4, 28, 28, 1) and 0.0 <= images.min() and images.max() <= 1.0
+    np.testing.assert_array_equal(images, again)
+
+
+def test_domain_classifier_is_trained_once_per_dataset_through_ml_metadata(runs):
+    vae_classifier = _classifier(runs["vae"][0])
+    gan_classifier = _classifier(runs["gan"][0])
+    assert vae_classifier.custom_properties["reused_from"].int_value == 0
+    assert gan_classifier.custom_properties["reused_from"].int_value == vae_classifier.id
+    for name in ("test_accuracy", "data_fingerprint"):
+        assert gan_classifier.custom_properties[name] == vae_classifier.custom_properties[name]
+
+
+def test_failing_thresholds_and_an_untrustworthy_classifier_block_the_push(runs, tmp_path):
+    config, _ = runs["gan"]
+    strict = dataclasses.replace(
+        config, train_steps=2, thresholds={"classes_covered": {"min": 11}},
+        classifier_min_accuracy=0.999, serving_dir=str(tmp_path / "serving"),
+    )
+    summary = local_runner.run_pipeline(strict, gan_pipeline.create_pipeline)
+    assert summary["components"]["Trainer"] == "COMPLETE"
+    assert summary["blessed"] is False and summary["pushed"] is False
+    reasons = " ".join(summary["blessing_reasons"])
+    assert "classes_covered" in reasons and "not trustworthy" in reasons
+    assert not os.path.exists(os.path.join(strict.serving_dir, strict.model_name))
+
+
+def test_cli_knows_the_generative_pipelines_and_rejects_misplaced_flags(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "vae" in out and "gan" in out and "dcgan" in out
+    assert cli.main(["run", "vae", "--label-smoothing", "0.1"]) == 2
+    assert "--label-smoothing applies to gan" in capsys.readouterr().err
+    assert cli.main(["run", "gan", "--variant", "conv"]) == 2
+    assert "not a variant of gan" in capsys.readouterr().err
+    assert cli.main(["run", "gan", "--d-steps", "0"]) == 2
+    assert "--d-steps must be a whole number >= 1" in capsys.readouterr().err
