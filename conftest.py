@@ -120,6 +120,39 @@ def transform_digits(root: str, config: dict, count: int = 64, train_count: int 
     }
 
 
+def trainer_fn_args(data: dict, tmp_path, name: str, train_steps: int = 4, **custom_config):
+    """TFX FnArgs for a run_fn on transformed test data: batch 8, a checkpoint every 2 steps, 1 eval step."""
+    from tfx.components.trainer.fn_args_utils import FnArgs
+
+    from trainer_modules import training
+
+    config = {
+        training.BATCH_SIZE: 8,
+        training.CHECKPOINT_EVERY: 2,
+        training.CHECKPOINT_ROOT: str(tmp_path / "checkpoints"),
+        training.SHUFFLE_BUFFER: 64,
+        **custom_config,
+    }
+    return FnArgs(
+        train_files=[os.path.join(data["examples"], "Split-train", "*")],
+        eval_files=[os.path.join(data["examples"], "Split-eval", "*")],
+        transform_output=data["transform_graph"],
+        serving_model_dir=str(tmp_path / name / "Format-Serving"),
+        model_run_dir=str(tmp_path / name / "run"),
+        train_steps=train_steps,
+        eval_steps=1,
+        custom_config=config,
+    )
+
+
+def training_summary(fn_args) -> dict:
+    """The training_summary.json a run_fn wrote."""
+    import json
+
+    with open(os.path.join(fn_args.model_run_dir, "training_summary.json")) as f:
+        return json.load(f)
+
+
 @pytest.fixture(scope="session")
 def transformed_data(tmp_path_factory):
     """48 train / 16 eval generated digits in [0, 1] with `image_noisy` (noise_factor 0.5)."""

@@ -148,3 +148,30 @@ def sample_config(config: RunConfig, value_range: str) -> dict:
         "min_classes": config.min_classes or None,
         "inception_weights": config.inception_weights,
     }
+
+
+def generative_pipeline(config: RunConfig, run_fn: str, value_range: str, **model_options) -> tfx.dsl.Pipeline:
+    """Data -> Trainer -> DomainClassifier -> GenerativeEvaluator (ELBO and/or samples) -> Pusher.
+
+    The shape every sample-scored family (vae, gan) shares; `model_options` go to the
+    Trainer's custom_config.
+    """
+    from components.generative_evaluator import GenerativeEvaluator
+
+    data = data_components(config, value_range=value_range)
+    trainer_component = trainer(config, data, run_fn, **model_options)
+    resolver, classifier = domain_classifier(config, data)
+    model_resolver = latest_blessed_model_resolver()
+    evaluator = GenerativeEvaluator(
+        examples=data.transform.outputs["transformed_examples"],
+        transform_graph=data.transform.outputs["transform_graph"],
+        model=trainer_component.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        classifier=classifier.outputs["model"],
+        family=config.family,
+        variant=config.variant,
+        blessing_config={"thresholds": config.thresholds, "baseline": config.baseline_comparison},
+        sample_config=sample_config(config, value_range),
+    )
+    push = pusher(config, trainer_component.outputs["model"], evaluator.outputs["blessing"])
+    return pipeline(config, data.as_list() + [trainer_component, resolver, classifier, model_resolver, evaluator, push])

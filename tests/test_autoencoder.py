@@ -1,14 +1,13 @@
 """The autoencoder Trainer module: network shapes, training, export signatures and resume."""
-import json
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx.components.trainer.fn_args_utils import FnArgs
 
 from serving import signatures as sig
 from trainer_modules import autoencoder, contract, training
+from conftest import trainer_fn_args, training_summary
 
 
 @pytest.mark.parametrize(
@@ -36,29 +35,10 @@ def test_deep_layer_sizes():
 
 
 def _fn_args(data, tmp_path, name, train_steps=4, **config):
-    custom_config = {
-        autoencoder.VARIANT: "denoising",
-        training.BATCH_SIZE: 8,
-        training.CHECKPOINT_EVERY: 2,
-        training.CHECKPOINT_ROOT: str(tmp_path / "checkpoints"),
-        training.SHUFFLE_BUFFER: 64,
-        **config,
-    }
-    return FnArgs(
-        train_files=[os.path.join(data["examples"], "Split-train", "*")],
-        eval_files=[os.path.join(data["examples"], "Split-eval", "*")],
-        transform_output=data["transform_graph"],
-        serving_model_dir=str(tmp_path / name / "serving"),
-        model_run_dir=str(tmp_path / name / "run"),
-        train_steps=train_steps,
-        eval_steps=1,
-        custom_config=custom_config,
-    )
+    return trainer_fn_args(data, tmp_path, name, train_steps, **{autoencoder.VARIANT: "denoising", **config})
 
 
-def _summary(fn_args):
-    with open(os.path.join(fn_args.model_run_dir, "training_summary.json")) as f:
-        return json.load(f)
+_summary = training_summary
 
 
 def test_run_fn_exports_signatures_with_transform_inside(transformed_data, tmp_path):

@@ -1,15 +1,14 @@
 """The GAN Trainer module: network shapes, the two-phase train step, export signatures and resume."""
-import json
 import os
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx.components.trainer.fn_args_utils import FnArgs
 
 from serving import signatures as sig
 from trainer_modules import gan, training
+from conftest import trainer_fn_args, training_summary
 
 
 def test_dense_layer_sizes():
@@ -125,29 +124,10 @@ def test_mixed_float16_wraps_both_optimizers_in_loss_scaling():
 
 
 def _fn_args(data, tmp_path, name, train_steps=4, **config):
-    custom_config = {
-        gan.VARIANT: "dcgan",
-        training.BATCH_SIZE: 8,
-        training.CHECKPOINT_EVERY: 2,
-        training.CHECKPOINT_ROOT: str(tmp_path / "checkpoints"),
-        training.SHUFFLE_BUFFER: 64,
-        **config,
-    }
-    return FnArgs(
-        train_files=[os.path.join(data["examples"], "Split-train", "*")],
-        eval_files=[os.path.join(data["examples"], "Split-eval", "*")],
-        transform_output=data["transform_graph"],
-        serving_model_dir=str(tmp_path / name / "Format-Serving"),
-        model_run_dir=str(tmp_path / name / "run"),
-        train_steps=train_steps,
-        eval_steps=1,
-        custom_config=custom_config,
-    )
+    return trainer_fn_args(data, tmp_path, name, train_steps, **{gan.VARIANT: "dcgan", **config})
 
 
-def _summary(fn_args):
-    with open(os.path.join(fn_args.model_run_dir, "training_summary.json")) as f:
-        return json.load(f)
+_summary = training_summary
 
 
 def _sample(loaded, num, seed):

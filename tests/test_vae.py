@@ -1,5 +1,4 @@
 """The VAE Trainer module: network shapes, the ELBO terms, training, export signatures and resume."""
-import json
 import math
 import os
 
@@ -7,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx.components.trainer.fn_args_utils import FnArgs
 
 from serving import signatures as sig
 from trainer_modules import contract, training, vae
+from conftest import trainer_fn_args, training_summary
 
 
 def test_network_shapes_and_layers():
@@ -84,28 +83,10 @@ def test_sampling_is_keyed_by_seed():
 
 
 def _fn_args(data, tmp_path, name, train_steps=4, **config):
-    custom_config = {
-        training.BATCH_SIZE: 8,
-        training.CHECKPOINT_EVERY: 2,
-        training.CHECKPOINT_ROOT: str(tmp_path / "checkpoints"),
-        training.SHUFFLE_BUFFER: 64,
-        **config,
-    }
-    return FnArgs(
-        train_files=[os.path.join(data["examples"], "Split-train", "*")],
-        eval_files=[os.path.join(data["examples"], "Split-eval", "*")],
-        transform_output=data["transform_graph"],
-        serving_model_dir=str(tmp_path / name / "serving"),
-        model_run_dir=str(tmp_path / name / "run"),
-        train_steps=train_steps,
-        eval_steps=1,
-        custom_config=custom_config,
-    )
+    return trainer_fn_args(data, tmp_path, name, train_steps, **{**config})
 
 
-def _summary(fn_args):
-    with open(os.path.join(fn_args.model_run_dir, "training_summary.json")) as f:
-        return json.load(f)
+_summary = training_summary
 
 
 def _first_eval_batch(data, fn_args):

@@ -6,10 +6,6 @@ sigmoid) and the denoiser (the same conv network trained on `image_noisy` -> `im
 The pushed SavedModel takes raw inputs: the Transform graph is inside and noise is never
 added at serving time.
 """
-import json
-import logging
-import os
-import time
 
 import keras
 import numpy as np
@@ -212,50 +208,17 @@ def _train_and_export(fn_args, variant, config, strategy, policy):
         optimizer = model.optimizer  # a LossScaleOptimizer under mixed_float16
         optimizer.build(model.trainable_variables)
 
-    epochs, steps_per_epoch = training.chunk_steps(fn_args.train_steps, config.checkpoint_every)
-    checkpoint_dir = os.path.join(
-        config.checkpoint_root or os.path.join(fn_args.model_run_dir, "checkpoints"),
-        training.run_key(fn_args.train_files, variant, config.as_dict(), fn_args.train_steps, replicas),
+    fit = training.fit_resumable(
+        model, fn_args, config, train_ds, eval_ds, global_batch,
+        run_key_parts=(variant, replicas),
+        trackables={"model": model, "optimizer": optimizer},
+        callbacks=[training.ImageGridCallback(fn_args.model_run_dir, preview_rows, name="inputs_and_reconstructions")],
     )
-    resumable = training.ResumableTraining(checkpoint_dir, model=model, optimizer=optimizer)
-    initial_epoch = resumable.restore()
-
-    throughput = training.ThroughputCallback(global_batch)
-    callbacks = [
-        throughput,
-        resumable.callback(),
-        training.EvaluateEachChunk(eval_ds, fn_args.eval_steps or 1),
-        keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
-        training.ImageGridCallback(fn_args.model_run_dir, preview_rows, name="inputs_and_reconstructions"),
-    ]
-    started = time.time()
-    history = model.fit(
-        train_ds,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
-        shuffle=False,  # the input pipeline shuffles
-        verbose=2,
-    )
-    seconds = time.time() - started
-    steps_run = (epochs - initial_epoch) * steps_per_epoch
-
     export_autoencoder(model, encoder, decoder, tf_transform_output, fn_args.serving_model_dir)
-    summary = {
+    training.write_training_summary(fn_args.model_run_dir, {
         "variant": variant,
         "strategy": type(strategy).__name__,
         "replicas": replicas,
         "precision": policy,
-        "global_batch_size": global_batch,
-        "train_steps": epochs * steps_per_epoch,
-        "resumed_from_epoch": initial_epoch,
-        "steps_this_run": steps_run,
-        "examples_per_second": steps_run * global_batch / seconds if steps_run else None,
-        "steady_examples_per_second": throughput.steady_examples_per_second,
-        "final": {k: float(v[-1]) for k, v in history.history.items()} if history.history else {},
-    }
-    tf.io.gfile.makedirs(fn_args.model_run_dir)
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training_summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    logging.info("Training summary: %s", summary)
+        **fit.summary(),
+    })

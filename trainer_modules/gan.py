@@ -20,10 +20,7 @@ The generator's initial weights are exported beside it (`untrained_model_dir`) a
 evaluator's untrained baseline.
 """
 import dataclasses
-import json
-import logging
 import os
-import time
 from typing import Callable, Dict, Tuple
 
 import keras
@@ -403,67 +400,27 @@ def _train_and_export(fn_args, gan_config, config, strategy, policy):
     if not tf.io.gfile.exists(os.path.join(untrained_dir, "saved_model.pb")):
         export_generator(generator, latent_dim, variant.value_range, untrained_dir)
 
-    epochs, steps_per_epoch = training.chunk_steps(fn_args.train_steps, config.checkpoint_every)
-    checkpoint_dir = os.path.join(
-        config.checkpoint_root or os.path.join(fn_args.model_run_dir, "checkpoints"),
-        training.run_key(fn_args.train_files, gan_config.as_dict(), config.as_dict(), fn_args.train_steps, replicas,
-                         (fn_args.custom_config or {}).get(training.CODE_FINGERPRINT, "")),
-    )
-    resumable = training.ResumableTraining(
-        checkpoint_dir,
-        generator=generator,
-        discriminator=discriminator,
-        d_optimizer=gan.d_optimizer,
-        g_optimizer=gan.g_optimizer,
-    )
-    initial_epoch = resumable.restore()
-
     grid_latent = latent_grid(latent_dim, config.seed)
 
     def grid_rows():
         images = to_unit_range(generator(grid_latent, training=False), variant.value_range).numpy()
         return np.split(images, GRID_ROWS)
 
-    throughput = training.ThroughputCallback(global_batch)
-    callbacks = [
-        throughput,
-        resumable.callback(),
-        training.EvaluateEachChunk(eval_ds, fn_args.eval_steps or 1),
-        keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
-        training.ImageGridCallback(fn_args.model_run_dir, grid_rows, name="samples_fixed_latent"),
-    ]
-    started = time.time()
-    history = gan.fit(
-        train_ds,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
-        shuffle=False,  # the input pipeline shuffles
-        verbose=2,
+    fit = training.fit_resumable(
+        gan, fn_args, config, train_ds, eval_ds, global_batch,
+        run_key_parts=(gan_config.as_dict(), replicas),
+        trackables={"generator": generator, "discriminator": discriminator,
+                    "d_optimizer": gan.d_optimizer, "g_optimizer": gan.g_optimizer},
+        callbacks=[training.ImageGridCallback(fn_args.model_run_dir, grid_rows, name="samples_fixed_latent")],
     )
-    seconds = time.time() - started
-    steps_run = (epochs - initial_epoch) * steps_per_epoch
-
     export_generator(generator, latent_dim, variant.value_range, fn_args.serving_model_dir)
     training.write_png(os.path.join(fn_args.model_run_dir, "samples.png"), training.image_grid(grid_rows()))
-    summary = {
+    training.write_training_summary(fn_args.model_run_dir, {
         "variant": gan_config.variant,
         "gan": gan_config.as_dict(),
         "strategy": type(strategy).__name__,
         "replicas": replicas,
         "precision": policy,
-        "global_batch_size": global_batch,
-        "train_steps": epochs * steps_per_epoch,
-        "resumed_from_epoch": initial_epoch,
-        "steps_this_run": steps_run,
-        "seconds_per_step": seconds / steps_run if steps_run else None,
-        "examples_per_second": steps_run * global_batch / seconds if steps_run else None,
-        "steady_examples_per_second": throughput.steady_examples_per_second,
         "untrained_model_dir": untrained_dir,
-        "final": {k: float(v[-1]) for k, v in history.history.items()} if history.history else {},
-    }
-    tf.io.gfile.makedirs(fn_args.model_run_dir)
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training_summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    logging.info("Training summary: %s", summary)
+        **fit.summary(),
+    })

@@ -314,6 +314,83 @@ class EvaluateEachChunk(keras.callbacks.Callback):
             logs.update({f"val_{name}": float(value) for name, value in results.items()})
 
 
+@dataclasses.dataclass
+class FitResult:
+    """What fit_resumable did: its Keras history and the numbers every training summary reports."""
+
+    history: object
+    initial_epoch: int
+    epochs: int
+    steps_per_epoch: int
+    seconds: float
+    global_batch: int
+    steady_examples_per_second: Optional[float]
+
+    def summary(self) -> dict:
+        steps_run = (self.epochs - self.initial_epoch) * self.steps_per_epoch
+        history = getattr(self.history, "history", None) or {}
+        return {
+            "global_batch_size": self.global_batch,
+            "train_steps": self.epochs * self.steps_per_epoch,
+            "resumed_from_epoch": self.initial_epoch,
+            "steps_this_run": steps_run,
+            "seconds_per_step": self.seconds / steps_run if steps_run else None,
+            "examples_per_second": steps_run * self.global_batch / self.seconds if steps_run else None,
+            "steady_examples_per_second": self.steady_examples_per_second,
+            "final": {k: float(v[-1]) for k, v in history.items()},
+        }
+
+
+def fit_resumable(model, fn_args, config: TrainingConfig, train_ds, eval_ds, global_batch: int,
+                  run_key_parts: Sequence, trackables: Dict[str, object], callbacks: Sequence = ()) -> FitResult:
+    """model.fit in checkpointed chunks, resuming a killed run with the same key, with the shared callbacks.
+
+    fn_args.train_steps are split into epochs of at most config.checkpoint_every steps; after
+    each, the `trackables` (model, optimizers) and the epoch are checkpointed under a directory
+    keyed by the training files, `run_key_parts`, the steps and the code fingerprint. Every
+    chunk also validates on fn_args.eval_steps eval batches and writes TensorBoard scalars;
+    `callbacks` (image grids) run after those.
+    """
+    epochs, steps_per_epoch = chunk_steps(fn_args.train_steps, config.checkpoint_every)
+    code = (fn_args.custom_config or {}).get(CODE_FINGERPRINT, "")
+    checkpoint_dir = os.path.join(
+        config.checkpoint_root or os.path.join(fn_args.model_run_dir, "checkpoints"),
+        run_key(fn_args.train_files, *run_key_parts, config.as_dict(), fn_args.train_steps, code),
+    )
+    resumable = ResumableTraining(checkpoint_dir, **trackables)
+    initial_epoch = resumable.restore()
+    throughput = ThroughputCallback(global_batch)
+    all_callbacks = [
+        throughput,
+        resumable.callback(),
+        EvaluateEachChunk(eval_ds, fn_args.eval_steps or 1),
+        keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+        *callbacks,
+    ]
+    started = time.time()
+    history = model.fit(
+        train_ds,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=all_callbacks,
+        shuffle=False,  # the input pipeline shuffles
+        verbose=2,
+    )
+    return FitResult(history, initial_epoch, epochs, steps_per_epoch, time.time() - started, global_batch,
+                     throughput.steady_examples_per_second)
+
+
+def write_training_summary(model_run_dir: str, summary: dict) -> str:
+    """model_run_dir/training_summary.json, also logged."""
+    path = os.path.join(model_run_dir, "training_summary.json")
+    tf.io.gfile.makedirs(model_run_dir)
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(summary, f, indent=2)
+    logging.info("Training summary: %s", summary)
+    return path
+
+
 # ---------------------------------------------------------------------------
 # Images: grids for TensorBoard and evaluation reports
 

@@ -32,10 +32,6 @@ The pushed SavedModel takes raw inputs (`serving_default`: PNG bytes through the
 Transform graph) and never samples at serving except in `sample(num, seed)`:
 reconstructions decode mu.
 """
-import json
-import logging
-import os
-import time
 
 import keras
 import numpy as np
@@ -351,58 +347,26 @@ def _train_and_export(fn_args, latent_dim, kl_weight, config, strategy, policy):
         optimizer = vae.optimizer  # a LossScaleOptimizer under mixed_float16
         optimizer.build(vae.trainable_variables)
 
-    epochs, steps_per_epoch = training.chunk_steps(fn_args.train_steps, config.checkpoint_every)
-    checkpoint_dir = os.path.join(
-        config.checkpoint_root or os.path.join(fn_args.model_run_dir, "checkpoints"),
-        training.run_key(fn_args.train_files, "vae", latent_dim, kl_weight, config.as_dict(),
-                         fn_args.train_steps, replicas),
-    )
-    resumable = training.ResumableTraining(checkpoint_dir, model=vae, optimizer=optimizer)
-    initial_epoch = resumable.restore()
     eval_steps = fn_args.eval_steps or 1
-
-    throughput = training.ThroughputCallback(global_batch)
-    callbacks = [
-        throughput,
-        resumable.callback(),
-        training.EvaluateEachChunk(eval_ds, eval_steps),
-        keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
-        training.ImageGridCallback(fn_args.model_run_dir, preview_rows, name="inputs_reconstructions_samples"),
-    ]
-    started = time.time()
-    history = vae.fit(
-        train_ds,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
-        shuffle=False,  # the input pipeline shuffles
-        verbose=2,
+    fit = training.fit_resumable(
+        vae, fn_args, config, train_ds, eval_ds, global_batch,
+        run_key_parts=("vae", latent_dim, kl_weight, replicas),
+        trackables={"model": vae, "optimizer": optimizer},
+        callbacks=[training.ImageGridCallback(fn_args.model_run_dir, preview_rows,
+                                              name="inputs_reconstructions_samples")],
     )
-    seconds = time.time() - started
-    steps_run = (epochs - initial_epoch) * steps_per_epoch
     final_eval = vae.evaluate(eval_ds.take(max(1, int(eval_steps))), verbose=0, return_dict=True)
 
     export_vae(vae, tf_transform_output, fn_args.serving_model_dir)
-    summary = {
+    training.write_training_summary(fn_args.model_run_dir, {
         "family": "vae",
         "latent_dim": latent_dim,
         "kl_weight": kl_weight,
         "strategy": type(strategy).__name__,
         "replicas": replicas,
         "precision": policy,
-        "global_batch_size": global_batch,
-        "train_steps": epochs * steps_per_epoch,
         "optimizer_steps": int(optimizer.iterations.numpy()),
-        "resumed_from_epoch": initial_epoch,
-        "steps_this_run": steps_run,
-        "examples_per_second": steps_run * global_batch / seconds if steps_run else None,
-        "steady_examples_per_second": throughput.steady_examples_per_second,
-        "final": {k: float(v[-1]) for k, v in history.history.items()} if history.history else {},
+        **fit.summary(),
         # Nats per image on the first eval_steps eval batches (single-sample, fixed eps).
         "final_eval": {k: float(final_eval[k]) for k in ("elbo", "reconstruction_nll", "kl", "loss")},
-    }
-    tf.io.gfile.makedirs(fn_args.model_run_dir)
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training_summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    logging.info("Training summary: %s", summary)
+    })
