@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.genpipe-installed
 
-.PHONY: setup run test benchmark lock clean-runs
+.PHONY: setup run test benchmark benchmark-generative lock clean-runs
 
 setup: $(STAMP)
 
@@ -28,6 +28,9 @@ test: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
+
+benchmark-generative: $(STAMP)
+	$(BIN)/python benchmarks/generative_steps.py
 
 lock:
 	$(BIN)/uv pip compile requirements.in --override overrides.txt --python-version 3.11 -o requirements.lock
