@@ -22,11 +22,11 @@ windows (the project's checkpoint epochs); each window is timed from the end of 
 the end of its last, and the median is over the windows after the first, so tracing and warm-up are
 left out. Rounds alternate the order and the medians over rounds are reported.
 
-    .venv/bin/python benchmarks/generative_steps.py                          # defaults: dcgan + vae, 2 rounds
+    .venv/bin/python benchmarks/generative_steps.py                          # defaults: dcgan + vae, 3 rounds
     .venv/bin/python benchmarks/generative_steps.py --steps 40 --rounds 1    # smoke
     .venv/bin/python benchmarks/generative_steps.py --only gan --variant dense
     .venv/bin/python benchmarks/generative_steps.py --data-dir runs/bench-data-generative   # keep the Transform output
-    .venv/bin/python benchmarks/generative_steps.py --project-patch tensorboard-epoch-only  # what-if, see PROJECT_PATCHES
+    .venv/bin/python benchmarks/generative_steps.py --project-patch tensorboard-epoch-only  # what-if (PROJECT_PATCHES)
     .venv/bin/python benchmarks/generative_steps.py --custom-config '{"steps_per_execution": 10}'  # project knobs
 
 Nothing here asserts a wall-clock target.
@@ -60,7 +60,7 @@ REPO_ROOT = tt.REPO_ROOT
 FAMILIES = ("gan", "vae")
 REFERENCE_SHUFFLE_BUFFER = 1000  # the course's .shuffle(1000)
 # Steps per measurement: a few seconds per timing window on 2 cores, about 5 minutes for the default run.
-DEFAULT_STEPS = {"dcgan": 80, "dense": 1500, "vae": 200}
+DEFAULT_STEPS = {"dcgan": 60, "dense": 1500, "vae": 160}
 
 
 def parse_args(argv=None):
@@ -70,7 +70,8 @@ def parse_args(argv=None):
                              + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
     parser.add_argument("--gan-steps", type=int, default=None, help="GAN steps, overriding --steps")
     parser.add_argument("--vae-steps", type=int, default=None, help="VAE steps, overriding --steps")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved project/reference rounds")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved project/reference rounds (3: a median that drops one disturbed round)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--variant", choices=sorted(gan.VARIANTS), default="dcgan", help="GAN variant")
     parser.add_argument("--only", choices=FAMILIES, default=None, help="time only the GAN or only the VAE")
@@ -217,7 +218,7 @@ def make_fn_args(paths: dict, run_dir: str, train_steps: int, custom_config: dic
 
 @contextlib.contextmanager
 def tensorboard_epoch_only():
-    """keras.callbacks.TensorBoard skips its per-batch hooks when update_freq is "epoch".
+    """keras.callbacks.TensorBoard skips its per-batch hooks when update_freq is "epoch" (applied since in training.EpochTensorBoard).
 
     Keras's TensorBoard callback calls `summary.scalar` for every log value after every batch even
     with update_freq="epoch" (no writer is active then, but each call still runs eager ops).
@@ -437,6 +438,12 @@ def family_label(family: str, args) -> str:
     return f"gan/{args.variant}" if family == "gan" else "vae/conv"
 
 
+def cores_used(result):
+    """CPU-seconds per second in the timing windows: near os.cpu_count() on a free machine, lower when shared."""
+    wall, cpu = result.get("steady_examples_per_second"), result.get("steady_examples_per_cpu_second")
+    return wall / cpu if wall and cpu else None
+
+
 def ms_per_step(examples_per_second, batch_size):
     return 1000.0 * batch_size / examples_per_second if examples_per_second else None
 
@@ -487,7 +494,8 @@ def main(argv=None):
                     print(f"round {round_index + 1}/{args.rounds} {family_label(family, args):9s} {side:9s}: "
                           f"{tt.fmt(result['steady_examples_per_second']):>7s} examples/s steady "
                           f"({tt.fmt(ms_per_step(result['steady_examples_per_second'], args.batch_size), '.2f')} "
-                          f"ms/step), {tt.fmt(result['steady_examples_per_cpu_second']):>6s} examples/CPU-s, "
+                          f"ms/step), {tt.fmt(result['steady_examples_per_cpu_second']):>6s} examples/CPU-s "
+                          f"on {tt.fmt(cores_used(result), '.2f')} cores, "
                           f"{result['wall_seconds']:5.1f}s wall, loadavg {result['loadavg_1min']:.2f}", flush=True)
                 if len(runs[family]["project"]) == len(runs[family]["reference"]) == round_index + 1:
                     project, reference = runs[family]["project"][-1], runs[family]["reference"][-1]
@@ -545,12 +553,20 @@ def main(argv=None):
             "reference": reference,
             "ratio_project_over_reference": ratio,
             "ratio_project_over_reference_per_cpu_second": cpu_ratio,
+            "ratio_per_round": [tt.ratio_of(p, r, "steady_examples_per_second")
+                                for p, r in zip(runs[family]["project"], runs[family]["reference"])],
+            "ratio_per_cpu_second_per_round": [tt.ratio_of(p, r, "steady_examples_per_cpu_second")
+                                               for p, r in zip(runs[family]["project"], runs[family]["reference"])],
         }
         print(f"{family_label(family, args)} ({sum(parameters[family]):,} parameters) [median over rounds]")
         print(line("project", project))
         print(line("reference", reference))
+        per_round = results[family]["ratio_per_round"]
+        per_round_cpu = results[family]["ratio_per_cpu_second_per_round"]
         print(f"  ratio    : {tt.fmt(ratio, '.3f')} project/reference (steady examples/s); "
               f"{tt.fmt(cpu_ratio, '.3f')} per CPU-second")
+        print(f"  per round: {' '.join(tt.fmt(r, '.3f') for r in per_round)} (steady examples/s); "
+              f"{' '.join(tt.fmt(r, '.3f') for r in per_round_cpu)} per CPU-second")
     print(f"loadavg  : {load_before[0]:.2f} before, {load_after[0]:.2f} after, on {os.cpu_count()} CPUs "
           f"(above ~{os.cpu_count()} another process was competing and wall-clock numbers are noisy)")
 
