@@ -570,12 +570,7 @@ def main(argv=None):
     print(f"loadavg  : {load_before[0]:.2f} before, {load_after[0]:.2f} after, on {os.cpu_count()} CPUs "
           f"(above ~{os.cpu_count()} another process was competing and wall-clock numbers are noisy)")
 
-    output = args.output or os.path.join(
-        REPO_ROOT, "runs", "benchmarks", f"generative_steps-{datetime.datetime.now():%Y%m%d-%H%M%S}.json")
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {output}")
+    tt.write_results(results, "generative_steps", args.output)
     return results
 
 

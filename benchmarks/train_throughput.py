@@ -532,13 +532,20 @@ def main(argv=None):
     print(f"loadavg  : {load_before[0]:.2f} before, {load_after[0]:.2f} after, on {os.cpu_count()} CPUs "
           f"(above ~{os.cpu_count()} another process was competing and wall-clock numbers are noisy)")
 
-    output = args.output or os.path.join(
-        REPO_ROOT, "runs", "benchmarks", f"train_throughput-{datetime.datetime.now():%Y%m%d-%H%M%S}.json")
+    write_results(results, "train_throughput", args.output)
+    return results
+
+
+
+def write_results(results: dict, name: str, output: str = None) -> str:
+    """Writes a benchmark's results as JSON to `output` or runs/benchmarks/<name>-<time>.json."""
+    output = output or os.path.join(
+        REPO_ROOT, "runs", "benchmarks", f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}.json")
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as f:
         json.dump(results, f, indent=2)
     print(f"wrote {output}")
-    return results
+    return output
 
 
 if __name__ == "__main__":

@@ -55,6 +55,16 @@ def serving_model_dir(model: types.Artifact) -> str:
     return path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
 
 
+def read_model_rows(path: str) -> Dict[str, Dict[str, Any]]:
+    """The {"model": name, "metrics": {...}} JSON lines a scoring pipeline wrote, by model name."""
+    rows = {}
+    with tf.io.gfile.GFile(path) as f:
+        for line in f:
+            row = json.loads(line)
+            rows[row["model"]] = row["metrics"]
+    return rows
+
+
 def untrained_model_dir(model: types.Artifact) -> str:
     """The generator as it was before training, exported beside the model by the GAN trainer, if any."""
     from trainer_modules import gan
@@ -237,11 +247,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                     inception_weights=inception_weights if inception_available else "")
                 | "Write" >> beam.io.WriteToText(os.path.join(tmp_dir, "rows"), shard_name_template="")
             )
-        rows = {}
-        with tf.io.gfile.GFile(os.path.join(tmp_dir, "rows")) as f:
-            for line in f:
-                row = json.loads(line)
-                rows[row["model"]] = row["metrics"]
+        rows = read_model_rows(os.path.join(tmp_dir, "rows"))
         if sampling.REAL not in rows:
             raise ValueError(f"no eval examples found at {pattern}")
         models = {name: rows[name] for name in model_dirs}
@@ -287,11 +293,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 | "ToJson" >> beam.MapTuple(lambda name, values: json.dumps({"model": name, "metrics": values}))
                 | "Write" >> beam.io.WriteToText(os.path.join(tmp_dir, "scores"), shard_name_template="")
             )
-        scores = {}
-        with tf.io.gfile.GFile(os.path.join(tmp_dir, "scores")) as f:
-            for line in f:
-                row = json.loads(line)
-                scores[row["model"]] = row["metrics"]
+        scores = read_model_rows(os.path.join(tmp_dir, "scores"))
         if not scores.get(CANDIDATE, {}).get("num_examples"):
             raise ValueError(f"no eval examples found at {pattern}")
         return scores
