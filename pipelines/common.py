@@ -1,4 +1,4 @@
-"""Pipeline pieces every MNIST-family pipeline shares: data, Trainer, baseline resolver, Pusher.
+"""Pipeline pieces every pipeline shares: data, Trainer, domain classifier, baseline resolver, Pusher.
 
 Each family's `create_pipeline(config)` composes these, so the data contract, caching
 keys and push layout stay the same across families.
@@ -11,9 +11,9 @@ from tfx import v1 as tfx
 import serving
 import trainer_modules
 from components.mnist_example_gen import MnistExampleGen
-from components.mnist_example_gen.sources import input_fingerprint
-from pipelines.config import RunConfig, code_fingerprint
-from trainer_modules import preprocessing, training
+from components.mnist_example_gen import sources as mnist_sources
+from pipelines.config import CELEBA, RunConfig, code_fingerprint
+from trainer_modules import contract, preprocessing, training
 
 PREPROCESSING_FN = "trainer_modules.preprocessing.preprocessing_fn"
 
@@ -34,28 +34,67 @@ def code_version() -> str:
     return code_fingerprint(trainer_modules, serving)
 
 
-def data_components(config: RunConfig, value_range: str, noise_factor: float = 0.0) -> DataComponents:
-    """MnistExampleGen -> StatisticsGen -> SchemaGen -> Transform (decode, scale, optional noise)."""
-    example_gen = MnistExampleGen(
-        dataset=config.dataset,
+def input_fingerprint(config: RunConfig) -> str:
+    """The source files' fingerprint: a cache key of the ExampleGen and the domain classifier's data key."""
+    if config.dataset == CELEBA:
+        from components.celeba_example_gen import sources as celeba_sources
+
+        return celeba_sources.input_fingerprint(config.data_dir)
+    return mnist_sources.input_fingerprint(config.dataset, config.data_dir)
+
+
+def image_shape(config: RunConfig):
+    return contract.CELEBA_SHAPE if config.dataset == CELEBA else contract.MNIST_SHAPE
+
+
+def example_gen(config: RunConfig) -> object:
+    """MnistExampleGen, or for CelebA the face-centering CelebAExampleGen.
+
+    CelebA's ExampleGen decodes, crops and re-encodes every image, so locally it runs Beam's
+    DirectRunner over all cores (config.direct_running_mode); --beam-arg options given by the
+    user (another runner, other worker counts) come later on the command line and win.
+    """
+    if config.dataset != CELEBA:
+        return MnistExampleGen(
+            dataset=config.dataset,
+            data_dir=config.data_dir,
+            max_examples_per_split=config.max_examples_per_split,
+            input_fingerprint=input_fingerprint(config),
+        )
+    from components.celeba_example_gen import CelebAExampleGen
+
+    component = CelebAExampleGen(
         data_dir=config.data_dir,
+        crop=config.crop,
         max_examples_per_split=config.max_examples_per_split,
-        input_fingerprint=input_fingerprint(config.dataset, config.data_dir),
+        max_reject_fraction=config.max_reject_fraction,
+        input_fingerprint=input_fingerprint(config),
     )
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    if config.direct_running_mode != "in_memory":
+        local = [f"--direct_running_mode={config.direct_running_mode}", "--direct_num_workers=0"]
+        given = {arg.split("=")[0] for arg in config.beam_args}
+        component = component.with_beam_pipeline_args([a for a in local if a.split("=")[0] not in given])
+    return component
+
+
+def data_components(config: RunConfig, value_range: str, noise_factor: float = 0.0) -> DataComponents:
+    """ExampleGen -> StatisticsGen -> SchemaGen -> Transform (decode, scale, optional noise)."""
+    example_gen_component = example_gen(config)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen_component.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
+        examples=example_gen_component.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config={
             preprocessing.NOISE_FACTOR: noise_factor,
             preprocessing.SEED: config.seed,
             preprocessing.VALUE_RANGE: value_range,
+            preprocessing.IMAGE_SHAPE: list(image_shape(config)),
             training.CODE_FINGERPRINT: code_version(),
         },
     )
-    return DataComponents(example_gen, statistics_gen, schema_gen, transform)
+    return DataComponents(example_gen_component, statistics_gen, schema_gen, transform)
 
 
 def trainer(config: RunConfig, data: DataComponents, run_fn: str, **custom_config) -> object:
@@ -119,11 +158,11 @@ def domain_classifier(config: RunConfig, data: DataComponents) -> List[object]:
     from pipelines.resolvers import LatestDomainClassifierStrategy
 
     classifier_config = classifier_model.ClassifierConfig(
-        train_steps=config.classifier_train_steps, seed=config.seed)
+        train_steps=config.classifier_train_steps, seed=config.seed, **classifier_task(config))
     previous = tfx.dsl.Resolver(
         strategy_class=LatestDomainClassifierStrategy,
         config={
-            "data_fingerprint": input_fingerprint(config.dataset, config.data_dir),
+            "data_fingerprint": input_fingerprint(config),
             "classifier_config": classifier_model.config_hash(classifier_config),
         },
         classifier=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -135,8 +174,20 @@ def domain_classifier(config: RunConfig, data: DataComponents) -> List[object]:
         min_accuracy=config.classifier_min_accuracy,
         seed=config.seed,
         dataset=config.dataset,
+        **classifier_task(config),
     )
     return [previous, classifier]
+
+
+def classifier_task(config: RunConfig) -> dict:
+    """What the domain classifier learns: digit/clothing classes, or CelebA's 40 face attributes."""
+    from components.domain_classifier import model as classifier_model
+
+    if config.dataset == CELEBA:
+        return {"task": classifier_model.ATTRIBUTES, "num_classes": len(contract.CELEBA_ATTRIBUTES),
+                "image_shape": contract.CELEBA_SHAPE}
+    return {"task": classifier_model.CLASSES, "num_classes": contract.MNIST_NUM_CLASSES,
+            "image_shape": contract.MNIST_SHAPE}
 
 
 def sample_config(config: RunConfig, value_range: str) -> dict:
@@ -147,6 +198,8 @@ def sample_config(config: RunConfig, value_range: str) -> dict:
         "value_range": value_range,
         "min_classes": config.min_classes or None,
         "inception_weights": config.inception_weights,
+        "attribute_names": list(contract.CELEBA_ATTRIBUTES) if config.dataset == CELEBA else None,
+        "min_attribute_diversity": config.min_attribute_diversity,
     }
 
 

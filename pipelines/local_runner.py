@@ -142,6 +142,23 @@ def _custom(artifact, name):
     return getattr(value, value.WhichOneof("value"))
 
 
+def rejects_summary(outputs: Dict[str, List[metadata_store_pb2.Artifact]]) -> Optional[dict]:
+    """The CelebA ExampleGen's rejected source images: counts by reason and split, and where they are listed."""
+    rejects = outputs.get("rejects")
+    if not rejects:
+        return None
+    artifact = rejects[0]
+    counts = _custom(artifact, "reject_counts")
+    return {
+        "total": _custom(artifact, "num_rejects"),
+        "input_images": _custom(artifact, "num_input_images"),
+        "fraction": _custom(artifact, "reject_fraction"),
+        "max_fraction": _custom(artifact, "max_reject_fraction"),
+        "counts": json.loads(counts) if counts else None,
+        "list": os.path.join(artifact.uri, "rejects.jsonl"),
+    }
+
+
 def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
     """What the last run did, read from ML Metadata and the artifacts it recorded."""
     store = _store(config)
@@ -167,6 +184,9 @@ def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
         "classifier": None,
         "quality_targets": {},
     }
+    example_gen = next((n for n in node_ids if n.startswith("CelebAExampleGen")), None)
+    if example_gen in executions:
+        summary["rejects"] = rejects_summary(output_artifacts(store, executions[example_gen].id))
     evaluator = next((n for n in node_ids if n.startswith("GenerativeEvaluator")), None)
     if evaluator in executions:
         outputs = output_artifacts(store, executions[evaluator].id)
@@ -208,6 +228,8 @@ def format_summary(summary: dict) -> str:
     if summary["metrics"]:
         lines.append("  metrics (eval split):")
         for key, value in summary["metrics"].items():
+            if isinstance(value, dict):  # e.g. attribute_rates: in the summary JSON and metrics.json
+                value = f"{len(value)} values (see metrics.json)"
             lines.append(f"    {key:<22} {value:.4f}" if isinstance(value, float) else f"    {key:<22} {value}")
     for metric, target in summary["quality_targets"].items():
         state = "met" if target["met"] else "NOT met"
@@ -220,6 +242,12 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  pushed model: {summary['pushed_model']}")
     else:
         lines.append(f"  not pushed: {summary['not_pushed_reason']}")
+    rejects = summary.get("rejects")
+    if rejects:
+        reasons = {k: v for k, v in ((rejects.get("counts") or {}).get("by_reason") or {}).items() if v}
+        shown = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "none"
+        lines.append(f"  rejected source images: {rejects['total']} of {rejects['input_images']} ({shown}); "
+                     f"listed in {rejects['list']}")
     classifier = summary.get("classifier")
     if classifier:
         trust = "trustworthy" if classifier.get("trustworthy") else "NOT trustworthy"

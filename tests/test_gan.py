@@ -28,6 +28,65 @@ def test_dcgan_layer_shapes():
     assert [layer.rate for layer in discriminator.layers if isinstance(layer, keras.layers.Dropout)] == [0.4, 0.4]
 
 
+def _layers_of(model, kind):
+    return [layer for layer in model.layers if type(layer) is kind]
+
+
+def _next_layer(model, layer):
+    """The layer that consumes `layer`'s output (the dcgan64 networks are plain chains)."""
+    layers = model.layers
+    return layers[layers.index(layer) + 1]
+
+
+def test_dcgan64_generator_configuration():
+    generator, _ = gan.build_networks("dcgan64")
+    assert tuple(generator.input.shape[1:]) == (128,)
+    assert tuple(generator.layers[1].output.shape[1:]) == (1, 1, 128)  # z as a 1x1x128 map
+    convs = _layers_of(generator, keras.layers.Conv2DTranspose)
+    assert [c.filters for c in convs] == [512, 256, 128, 64, 3]
+    assert [c.kernel_size for c in convs] == [(4, 4)] * 5
+    assert [c.strides for c in convs] == [(1, 1)] + [(2, 2)] * 4
+    assert [c.padding for c in convs] == ["valid"] + ["same"] * 4
+    assert [c.use_bias for c in convs] == [False] * 4 + [True]
+    assert [tuple(c.output.shape[1:]) for c in convs] == [
+        (4, 4, 512), (8, 8, 256), (16, 16, 128), (32, 32, 64), (64, 64, 3)]
+    for conv in convs[:4]:
+        norm = _next_layer(generator, conv)
+        assert isinstance(norm, keras.layers.BatchNormalization)
+        assert isinstance(_next_layer(generator, norm), keras.layers.ReLU)
+    output = convs[-1]
+    assert output is generator.layers[-1] and output.activation.__name__ == "tanh"
+    assert output.dtype_policy.name == "float32"
+
+
+def test_dcgan64_discriminator_configuration():
+    _, discriminator = gan.build_networks("dcgan64")
+    convs = _layers_of(discriminator, keras.layers.Conv2D)
+    assert [c.filters for c in convs] == [64, 128, 256, 512, 1]
+    assert [c.kernel_size for c in convs] == [(4, 4)] * 5
+    assert [c.strides for c in convs] == [(2, 2)] * 4 + [(1, 1)]
+    assert [c.padding for c in convs] == ["same"] * 4 + ["valid"]
+    assert [c.use_bias for c in convs] == [True, False, False, False, True]
+    assert [tuple(c.output.shape[1:]) for c in convs] == [
+        (32, 32, 64), (16, 16, 128), (8, 8, 256), (4, 4, 512), (1, 1, 1)]
+    assert isinstance(_next_layer(discriminator, convs[0]), keras.layers.LeakyReLU)  # no BatchNorm on the input layer
+    for conv in convs[1:4]:
+        norm = _next_layer(discriminator, conv)
+        assert isinstance(norm, keras.layers.BatchNormalization)
+        assert isinstance(_next_layer(discriminator, norm), keras.layers.LeakyReLU)
+    assert [a.negative_slope for a in _layers_of(discriminator, keras.layers.LeakyReLU)] == [0.2] * 4
+    logit = discriminator.layers[-1]
+    assert isinstance(logit, keras.layers.Flatten) and tuple(logit.output.shape[1:]) == (1,)
+    assert logit.dtype_policy.name == "float32" and convs[-1].dtype_policy.name == "float32"
+
+
+def test_dcgan64_networks_need_64x64_images():
+    with pytest.raises(ValueError, match="'dcgan64' is built for 64x64 images, got image_shape \\(32, 32, 3\\)"):
+        gan.build_dcgan64_generator(128, (32, 32, 3))
+    with pytest.raises(ValueError, match="'dcgan64' is built for 64x64"):
+        gan.build_dcgan64_discriminator((28, 28, 1))
+
+
 @pytest.mark.parametrize("variant", sorted(gan.VARIANTS))
 def test_variant_output_ranges(variant):
     spec = gan.VARIANTS[variant]
@@ -239,3 +298,46 @@ def test_mirrored_strategy_on_two_logical_cpus(transformed_symmetric, tmp_path):
     loaded = tf.saved_model.load(fn_args.serving_model_dir)
     generated = loaded.signatures[sig.GENERATE](**{sig.LATENT_INPUT: tf.zeros([2, 16])})[sig.IMAGES_OUTPUT]
     assert generated.shape == (2, 28, 28, 1)
+
+
+def test_dcgan64_on_digits_names_the_transform_image_shape(transformed_symmetric, tmp_path):
+    fn_args = _fn_args(transformed_symmetric, tmp_path, "faces_on_digits", **{gan.VARIANT: "dcgan64"})
+    with pytest.raises(ValueError, match=r"needs 'image' of shape \(64, 64, 3\).*\(28, 28, 1\).*'image_shape'"):
+        gan.run_fn(fn_args)
+
+
+def test_dcgan64_trains_mirrored_in_mixed_bfloat16_and_exports_float32(transformed_faces, tmp_path):
+    # Two logical CPUs under MirroredStrategy, bfloat16 compute (the TPU policy), batch 8 per replica.
+    fn_args = _fn_args(transformed_faces, tmp_path, "faces", train_steps=2, **{
+        gan.VARIANT: "dcgan64", training.STRATEGY: "mirrored", training.MIXED_PRECISION: "mixed_bfloat16"})
+    gan.run_fn(fn_args)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after run_fn
+
+    summary = _summary(fn_args)
+    assert (summary["strategy"], summary["replicas"], summary["global_batch_size"]) == ("MirroredStrategy", 2, 16)
+    assert summary["precision"] == "mixed_bfloat16" and summary["train_steps"] == 2
+    assert summary["gan"]["latent_dim"] == 128
+    assert all(np.isfinite(v) for v in summary["final"].values())
+    assert tf.io.gfile.glob(os.path.join(fn_args.model_run_dir, "images", "*tfevents*"))
+    grid = tf.io.decode_png(tf.io.read_file(os.path.join(fn_args.model_run_dir, "samples.png")))
+    assert tuple(grid.shape) == (gan.GRID_ROWS * 66, gan.GRID_COLUMNS * 66, 3)  # an RGB grid
+
+    loaded = tf.saved_model.load(fn_args.serving_model_dir)
+    assert set(loaded.signatures) == {sig.SERVING_DEFAULT, sig.SAMPLE, sig.GENERATE}
+    for name in (sig.SAMPLE, sig.GENERATE):
+        assert loaded.signatures[name].structured_outputs[sig.IMAGES_OUTPUT].dtype == tf.float32
+    reader = tf.train.load_checkpoint(os.path.join(fn_args.serving_model_dir, "variables", "variables"))
+    dtypes = {d for name, d in reader.get_variable_to_dtype_map().items() if name.endswith("VARIABLE_VALUE")}
+    assert dtypes == {tf.float32}  # mixed precision keeps float32 weights; only the compute was bfloat16
+    images = _sample(loaded, 3, 5)
+    assert images.shape == (3, 64, 64, 3) and images.dtype == np.float32
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    np.testing.assert_array_equal(images, _sample(loaded, 3, 5))
+    assert not np.allclose(images, _sample(loaded, 3, 6))
+    generated = loaded.signatures[sig.GENERATE](**{sig.LATENT_INPUT: gan.latent_grid(128, 5, 3)})[sig.IMAGES_OUTPUT]
+    np.testing.assert_allclose(generated.numpy(), images, atol=1e-6)
+
+    untrained = tf.saved_model.load(gan.untrained_model_dir(fn_args.serving_model_dir))
+    before = _sample(untrained, 3, 5)
+    assert before.shape == (3, 64, 64, 3) and before.min() >= 0.0 and before.max() <= 1.0
+    assert np.abs(before - images).max() > 1e-3

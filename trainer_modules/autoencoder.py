@@ -203,7 +203,7 @@ def _train_and_export(fn_args, variant, config, strategy, policy):
             loss=keras.losses.BinaryCrossentropy(),
             metrics=[keras.metrics.MeanSquaredError(name="mse")],
             jit_compile=config.jit_compile,
-            steps_per_execution=config.steps_per_execution,
+            steps_per_execution=config.execution_steps(fn_args.train_steps, strategy),
         )
         optimizer = model.optimizer  # a LossScaleOptimizer under mixed_float16
         optimizer.build(model.trainable_variables)

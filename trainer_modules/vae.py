@@ -128,17 +128,17 @@ class VAE(keras.Model):
         self.kl_weight = float(kl_weight)
         self.seed = int(seed)
         self.latent_dim = int(encoder.output[0].shape[-1])
-        self.loss_tracker = keras.metrics.Mean(name="loss")
+        # Two running means are enough: loss and elbo are linear in them (same counts), so they are
+        # derived, not tracked; each tracked mean costs variable updates every step.
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_nll")
         self.kl_tracker = keras.metrics.Mean(name="kl")
-        self.elbo_tracker = keras.metrics.Mean(name="elbo")
 
     def build(self, input_shape=None):
         """Nothing to create: the encoder and decoder are functional models, built when constructed."""
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker, self.elbo_tracker]
+        return [self.reconstruction_tracker, self.kl_tracker]
 
     def call(self, images, training=False):
         mu, _ = self.encoder(images, training=training)
@@ -170,11 +170,16 @@ class VAE(keras.Model):
         return tf.stack([step, tf.constant(self.seed, tf.int64) * 1024 + tf.cast(replica, tf.int64)])
 
     def _update_metrics(self, reconstruction_nll, kl):
-        self.loss_tracker.update_state(reconstruction_nll + self.kl_weight * kl)
+        """Running means since the last reset: loss (the optimised objective), elbo, reconstruction_nll, kl."""
         self.reconstruction_tracker.update_state(reconstruction_nll)
         self.kl_tracker.update_state(kl)
-        self.elbo_tracker.update_state(-(reconstruction_nll + kl))
-        return {m.name: m.result() for m in self.metrics}
+        reconstruction, kl_mean = self.reconstruction_tracker.result(), self.kl_tracker.result()
+        return {
+            "loss": reconstruction + self.kl_weight * kl_mean,
+            "elbo": -(reconstruction + kl_mean),
+            "reconstruction_nll": reconstruction,
+            "kl": kl_mean,
+        }
 
     def train_step(self, data):
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -342,7 +347,7 @@ def _train_and_export(fn_args, latent_dim, kl_weight, config, strategy, policy):
         vae.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
             jit_compile=config.jit_compile,
-            steps_per_execution=config.steps_per_execution,
+            steps_per_execution=config.execution_steps(fn_args.train_steps, strategy),
         )
         optimizer = vae.optimizer  # a LossScaleOptimizer under mixed_float16
         optimizer.build(vae.trainable_variables)

@@ -22,6 +22,7 @@ class DomainClassifierSpec(types.ComponentSpec):
         executor.MIN_ACCURACY_KEY: ExecutionParameter(type=float),
         executor.SEED_KEY: ExecutionParameter(type=int, optional=True),
         executor.DATASET_KEY: ExecutionParameter(type=str, optional=True),
+        executor.TASK_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -35,7 +36,7 @@ class DomainClassifierSpec(types.ComponentSpec):
 class DomainClassifier(base_component.BaseComponent):
     """Trains the domain classifier once per dataset and reuses it while data and recipe stay the same.
 
-    Reads the raw ExampleGen splits (`image` PNG, `label` int64): trains on `train`,
+    Reads the raw ExampleGen splits (`image` PNG, `label` int64 or `attributes` 0/1): trains on `train`,
     measures `test_accuracy` on `eval`, and writes `{uri}/Format-Serving` (a SavedModel with
     the `classify` signature, see `model.py`) and `{uri}/metrics.json`. The output Model's
     custom properties: test_accuracy, min_accuracy, trustworthy (1 when test_accuracy >=
@@ -66,6 +67,7 @@ class DomainClassifier(base_component.BaseComponent):
         batch_size: int = model_lib.DEFAULT_BATCH_SIZE,
         seed: int = 0,
         dataset: str = "",
+        task: str = model_lib.CLASSES,
     ):
         """Configures the component.
 
@@ -80,6 +82,8 @@ class DomainClassifier(base_component.BaseComponent):
           batch_size: examples per step.
           seed: seeds weights, shuffling, shifts and dropout.
           dataset: the dataset's name, recorded on the output.
+          task: "classes" (softmax over the int64 `label`) or "attributes" (one sigmoid per
+            0/1 value of `attributes`, num_classes of them: CelebA's 40 face attributes).
         """
         if not isinstance(image_shape, str):
             image_shape = json.dumps([int(d) for d in image_shape])
@@ -87,7 +91,7 @@ class DomainClassifier(base_component.BaseComponent):
             min_accuracy = executor.check_min_accuracy(min_accuracy)
         if all(isinstance(v, int) for v in (num_classes, train_steps, batch_size, seed)):
             model_lib.ClassifierConfig(  # fail at pipeline construction, not in the executor
-                num_classes, model_lib.parse_image_shape(image_shape), train_steps, batch_size, seed)
+                num_classes, model_lib.parse_image_shape(image_shape), train_steps, batch_size, seed, task)
         spec = DomainClassifierSpec(
             examples=examples,
             previous=previous,
@@ -98,6 +102,7 @@ class DomainClassifier(base_component.BaseComponent):
             min_accuracy=min_accuracy,
             seed=seed,
             dataset=dataset,
+            task=task,
             model=types.Channel(type=standard_artifacts.Model),
         )
         super().__init__(spec=spec)

@@ -4,7 +4,8 @@ Reuse: an artifact of `previous` whose `data_fingerprint` (and example counts) e
 this Examples' and whose `classifier_config` equals the current code and config hash is
 copied into the output URI (TFX keeps outputs at the URI it gave), with `reused_from`
 set to its id. Otherwise both splits are scanned (every record needs a PNG `image` of
-the configured shape and an int64 `label` in [0, num_classes)), the classifier is
+the configured shape and an int64 `label` in [0, num_classes), or for the "attributes" task
+`num_classes` int64 `attributes` that are 0 or 1), the classifier is
 trained on `train`, exported, and its accuracy measured on `eval` through the exported
 signature.
 """
@@ -12,7 +13,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -38,6 +39,7 @@ BATCH_SIZE_KEY = "batch_size"
 MIN_ACCURACY_KEY = "min_accuracy"
 SEED_KEY = "seed"
 DATASET_KEY = "dataset"
+TASK_KEY = "task"
 
 # Custom properties of the output Model artifact.
 TEST_ACCURACY = "test_accuracy"
@@ -50,6 +52,7 @@ DATASET = "dataset"
 TRAIN_EXAMPLES = "train_examples"
 EVAL_EXAMPLES = "eval_examples"
 REUSED_FROM = "reused_from"
+TASK = "task"
 
 SCAN_BATCH = 1024
 
@@ -67,6 +70,7 @@ def classifier_config(exec_properties: Dict[str, Any]) -> model_lib.ClassifierCo
         train_steps=int(value(TRAIN_STEPS_KEY, model_lib.DEFAULT_TRAIN_STEPS)),
         batch_size=int(value(BATCH_SIZE_KEY, model_lib.DEFAULT_BATCH_SIZE)),
         seed=int(value(SEED_KEY, 0)),
+        task=str(value(TASK_KEY, model_lib.CLASSES)),
     )
 
 
@@ -112,6 +116,7 @@ def describe(model_artifact: types.Artifact) -> Dict[str, Any]:
         MIN_ACCURACY: model_artifact.get_float_custom_property(MIN_ACCURACY),
         TRUSTWORTHY: bool(model_artifact.get_int_custom_property(TRUSTWORTHY)),
         DATASET: model_artifact.get_string_custom_property(DATASET),
+        TASK: model_artifact.get_string_custom_property(TASK) or model_lib.CLASSES,
         REUSED_FROM: model_artifact.get_int_custom_property(REUSED_FROM),
         "uri": model_artifact.uri,
     }
@@ -136,18 +141,26 @@ def split_files(examples: types.Artifact, split: str) -> List[str]:
     return files
 
 
-def scan_split(split: str, files: Sequence[str], config: model_lib.ClassifierConfig) -> np.ndarray:
-    """Checks every record of a split; returns its examples per class.
+def scan_split(split: str, files: Sequence[str], config: model_lib.ClassifierConfig) -> Tuple[np.ndarray, int]:
+    """Checks every record of a split; returns (examples per class or positives per attribute, examples).
 
-    Each record needs one `image` (PNG of config.image_shape) and one int64 `label` in
-    [0, num_classes); the first bad record is named by file and index.
+    Each record needs one `image` (PNG of config.image_shape) and either one int64 `label` in
+    [0, num_classes) or, for the "attributes" task, num_classes int64 `attributes` of 0 or 1;
+    the first bad record is named by file and index.
     """
-    class_counts = np.zeros(config.num_classes, np.int64)
+    attributes = config.task == model_lib.ATTRIBUTES
+    target_key = contract.ATTRIBUTES_KEY if attributes else contract.LABEL_KEY
+    per_record = config.num_classes if attributes else 1
+    counts = np.zeros(config.num_classes, np.int64)
     spec = {
         contract.IMAGE_KEY: tf.io.VarLenFeature(tf.string),
-        contract.LABEL_KEY: tf.io.VarLenFeature(tf.int64),
+        target_key: tf.io.VarLenFeature(tf.int64),
     }
-    expected_label = f"one int64 {contract.LABEL_KEY!r} in [0, {config.num_classes})"
+    if attributes:
+        expected_target = f"{config.num_classes} int64 {target_key!r} values of 0 or 1"
+    else:
+        expected_target = f"one int64 {target_key!r} in [0, {config.num_classes})"
+    examples = 0
     for path in files:
         offset = 0
         try:
@@ -157,46 +170,81 @@ def scan_split(split: str, files: Sequence[str], config: model_lib.ClassifierCon
                     parsed = tf.io.parse_example(batch, spec)
                 except tf.errors.InvalidArgumentError as error:
                     raise ValueError(f"{where}: not tf.Examples with a PNG {contract.IMAGE_KEY!r} and "
-                                     f"{expected_label} ({error.message})") from error
-                for key in (contract.IMAGE_KEY, contract.LABEL_KEY):
+                                     f"{expected_target} ({error.message})") from error
+                for key, wanted in ((contract.IMAGE_KEY, 1), (target_key, per_record)):
                     values_per_record = np.bincount(parsed[key].indices[:, 0].numpy(), minlength=len(batch))
-                    bad = np.flatnonzero(values_per_record != 1)
+                    bad = np.flatnonzero(values_per_record != wanted)
                     if bad.size:
-                        what = expected_label if key == contract.LABEL_KEY else f"one PNG {key!r}"
+                        what = expected_target if key == target_key else f"one PNG {key!r}"
                         raise ValueError(f"split {split!r}, file {path}, record {offset + int(bad[0])}: has "
                                          f"{int(values_per_record[bad[0]])} {key!r} values; expected {what}")
-                labels = tf.sparse.to_dense(parsed[contract.LABEL_KEY]).numpy()[:, 0]
-                bad = np.flatnonzero((labels < 0) | (labels >= config.num_classes))
-                if bad.size:
-                    raise ValueError(f"split {split!r}, file {path}, record {offset + int(bad[0])}: label "
-                                     f"{int(labels[bad[0]])} is outside [0, {config.num_classes}) "
-                                     f"(num_classes={config.num_classes})")
+                targets = tf.sparse.to_dense(parsed[target_key]).numpy()
+                if attributes:
+                    bad_rows = np.flatnonzero(((targets != 0) & (targets != 1)).any(axis=1))
+                    if bad_rows.size:
+                        row = targets[bad_rows[0]]
+                        raise ValueError(f"split {split!r}, file {path}, record {offset + int(bad_rows[0])}: "
+                                         f"{target_key!r} holds {sorted(set(row.tolist()) - {0, 1})}; "
+                                         f"expected 0 or 1 (CelebA's -1 is written as 0)")
+                    counts += targets.sum(axis=0)
+                else:
+                    labels = targets[:, 0]
+                    bad = np.flatnonzero((labels < 0) | (labels >= config.num_classes))
+                    if bad.size:
+                        raise ValueError(f"split {split!r}, file {path}, record {offset + int(bad[0])}: label "
+                                         f"{int(labels[bad[0]])} is outside [0, {config.num_classes}) "
+                                         f"(num_classes={config.num_classes})")
+                    counts += np.bincount(labels, minlength=config.num_classes)
                 try:
                     preprocessing.decode_images(
                         tf.sparse.to_dense(parsed[contract.IMAGE_KEY])[:, 0], config.image_shape)
                 except tf.errors.InvalidArgumentError as error:
                     raise ValueError(f"{where}: an {contract.IMAGE_KEY!r} is not a PNG of shape "
                                      f"{list(config.image_shape)} ({error.message})") from error
-                class_counts += np.bincount(labels, minlength=config.num_classes)
                 offset += len(batch)
+                examples += len(batch)
         except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as error:
             raise ValueError(f"split {split!r}, file {path}: cannot be read as gzipped TFRecords after "
                              f"{offset} records ({error.message})") from error
-    if not class_counts.sum():
+    if not examples:
         raise ValueError(f"split {split!r} holds no examples (files: {', '.join(files)}); "
-                         f"expected tf.Examples with a PNG {contract.IMAGE_KEY!r} and {expected_label}")
-    return class_counts
+                         f"expected tf.Examples with a PNG {contract.IMAGE_KEY!r} and {expected_target}")
+    return counts, examples
 
 
-def evaluate(classifier: model_lib.Classifier, files: Sequence[str], num_classes: int) -> Dict[str, Any]:
-    """Accuracy over the files' examples, overall and per class, through the exported signature."""
+def evaluate(classifier: model_lib.Classifier, files: Sequence[str], config: model_lib.ClassifierConfig
+             ) -> Dict[str, Any]:
+    """Accuracy over the files' examples through the exported signature.
+
+    Classes: overall and per-class accuracy. Attributes: the mean over attributes of the
+    per-attribute accuracy (probability >= 0.5 counts as present), each attribute's accuracy,
+    and the mean accuracy of always answering an attribute's majority value on these examples,
+    which a useful attribute classifier has to beat (CelebA's is about 0.80).
+    """
+    num_classes = config.num_classes
     correct = np.zeros(num_classes, np.int64)
     total = np.zeros(num_classes, np.int64)
-    for images, labels in model_lib.eval_dataset(files, classifier.image_shape):
-        predicted = np.argmax(classifier(images.numpy())[model_lib.PROBABILITIES_OUTPUT], axis=-1)
-        labels = labels.numpy()
-        total += np.bincount(labels, minlength=num_classes)
-        correct += np.bincount(labels[predicted == labels], minlength=num_classes)
+    positives = np.zeros(num_classes, np.int64)
+    for images, targets in model_lib.eval_dataset(files, config):
+        probabilities = classifier(images.numpy())[model_lib.PROBABILITIES_OUTPUT]
+        targets = targets.numpy()
+        if config.task == model_lib.ATTRIBUTES:
+            correct += ((probabilities >= 0.5) == (targets == 1)).sum(axis=0)
+            total += len(targets)
+            positives += targets.sum(axis=0)
+        else:
+            predicted = np.argmax(probabilities, axis=-1)
+            total += np.bincount(targets, minlength=num_classes)
+            correct += np.bincount(targets[predicted == targets], minlength=num_classes)
+    if config.task == model_lib.ATTRIBUTES:
+        per_attribute = correct / np.maximum(total, 1)
+        rates = positives / np.maximum(total, 1)
+        return {
+            "accuracy": float(per_attribute.mean()),
+            "per_class_accuracy": [float(a) for a in per_attribute],
+            "majority_baseline_accuracy": float(np.maximum(rates, 1 - rates).mean()),
+            "attribute_rates": [float(r) for r in rates],
+        }
     return {
         "accuracy": float(correct.sum() / total.sum()),
         "per_class_accuracy": [float(c / t) if t else None for c, t in zip(correct, total)],
@@ -246,6 +294,7 @@ class Executor(base_executor.BaseExecutor):
         for key in (DATA_FINGERPRINT, EXAMPLE_COUNTS, CLASSIFIER_CONFIG):
             output.set_string_custom_property(key, previous.get_string_custom_property(key))
         output.set_string_custom_property(DATASET, dataset or previous.get_string_custom_property(DATASET))
+        output.set_string_custom_property(TASK, previous.get_string_custom_property(TASK) or model_lib.CLASSES)
         for key in (TRAIN_EXAMPLES, EVAL_EXAMPLES):
             output.set_int_custom_property(key, previous.get_int_custom_property(key))
         _record_judgement(output, previous.get_float_custom_property(TEST_ACCURACY), min_accuracy)
@@ -257,27 +306,30 @@ class Executor(base_executor.BaseExecutor):
     @staticmethod
     def _train(examples, output, config, config_id, min_accuracy, dataset) -> None:
         files = {split: split_files(examples, split) for split in (contract.TRAIN_SPLIT, contract.EVAL_SPLIT)}
-        counts = {split: scan_split(split, paths, config) for split, paths in files.items()}
-        logging.info("DomainClassifier: training %s on %d examples for %d steps of %d",
-                     config_id, counts[contract.TRAIN_SPLIT].sum(), config.train_steps, config.batch_size)
+        scanned = {split: scan_split(split, paths, config) for split, paths in files.items()}
+        counts = {split: value[0] for split, value in scanned.items()}
+        train_examples, eval_examples = (scanned[split][1] for split in (contract.TRAIN_SPLIT, contract.EVAL_SPLIT))
+        logging.info("DomainClassifier: training %s (%s) on %d examples for %d steps of %d",
+                     config_id, config.task, train_examples, config.train_steps, config.batch_size)
         start = time.perf_counter()
         extractor = model_lib.train(files[contract.TRAIN_SPLIT], config)
         training_seconds = time.perf_counter() - start
-        export_dir = model_lib.export(extractor, config.image_shape, os.path.join(output.uri, model_lib.SERVING_DIR))
-        results = evaluate(model_lib.load_classifier(export_dir), files[contract.EVAL_SPLIT], config.num_classes)
+        export_dir = model_lib.export(extractor, config.image_shape, os.path.join(output.uri, model_lib.SERVING_DIR),
+                                      config.task)
+        results = evaluate(model_lib.load_classifier(export_dir), files[contract.EVAL_SPLIT], config)
 
         accuracy = results["accuracy"]
-        train_examples = int(counts[contract.TRAIN_SPLIT].sum())
-        eval_examples = int(counts[contract.EVAL_SPLIT].sum())
+        count_name = "positives" if config.task == model_lib.ATTRIBUTES else "class_counts"
         report = {
+            "task": config.task,
             "test_accuracy": accuracy,
-            "per_class_accuracy": results["per_class_accuracy"],
+            **{k: v for k, v in results.items() if k != "accuracy"},
             "min_accuracy": min_accuracy,
             "trustworthy": accuracy >= min_accuracy,
             "train_examples": train_examples,
             "eval_examples": eval_examples,
-            "train_class_counts": counts[contract.TRAIN_SPLIT].tolist(),
-            "eval_class_counts": counts[contract.EVAL_SPLIT].tolist(),
+            f"train_{count_name}": counts[contract.TRAIN_SPLIT].tolist(),
+            f"eval_{count_name}": counts[contract.EVAL_SPLIT].tolist(),
             "training_seconds": round(training_seconds, 3),
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "dataset": dataset,
@@ -292,6 +344,7 @@ class Executor(base_executor.BaseExecutor):
             EXAMPLE_COUNTS, examples.get_string_custom_property(EXAMPLE_COUNTS_PROPERTY))
         output.set_string_custom_property(CLASSIFIER_CONFIG, config_id)
         output.set_string_custom_property(DATASET, dataset)
+        output.set_string_custom_property(TASK, config.task)
         output.set_int_custom_property(TRAIN_EXAMPLES, train_examples)
         output.set_int_custom_property(EVAL_EXAMPLES, eval_examples)
         output.set_int_custom_property(REUSED_FROM, 0)

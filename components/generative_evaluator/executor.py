@@ -48,6 +48,10 @@ SAMPLE_DEFAULTS = {
     "score_splits": 10,
     "grid_samples": 32,
     "inception_weights": "",   # local InceptionV3 no-top weights file; Inception FID only when set
+    # Attribute classifiers (CelebA): names for the report, and the diversity below which
+    # generated faces count as one kind of face (sample_metrics.attribute_agreement).
+    "attribute_names": None,
+    "min_attribute_diversity": 0.5,
 }
 
 
@@ -244,7 +248,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                     seed=int(sample_config["seed"]), num_classes=int(sample_config["num_classes"]),
                     min_fraction=float(sample_config["min_class_fraction"]),
                     min_classes=sample_config["min_classes"], score_splits=int(sample_config["score_splits"]),
-                    inception_weights=inception_weights if inception_available else "")
+                    inception_weights=inception_weights if inception_available else "",
+                    task=classifier_info["task"], attribute_names=sample_config["attribute_names"],
+                    min_attribute_diversity=float(sample_config["min_attribute_diversity"]))
                 | "Write" >> beam.io.WriteToText(os.path.join(tmp_dir, "rows"), shard_name_template="")
             )
         rows = read_model_rows(os.path.join(tmp_dir, "rows"))

@@ -22,6 +22,8 @@ SAMPLE_METRIC_DIRECTIONS = {
     "kl_to_uniform": "lower",
     "max_class_fraction": "lower",
     "inception_fid": "lower",
+    "attribute_rate_gap": "lower",
+    "attribute_diversity": "higher",
 }
 # The same in the form of metrics.HIGHER_IS_BETTER, ready to merge into it.
 SAMPLE_HIGHER_IS_BETTER = {name: direction == "higher" for name, direction in SAMPLE_METRIC_DIRECTIONS.items()}
@@ -285,6 +287,58 @@ def sample_quality(
         "num_generated": len(generated),
         "num_real": len(real),
         "class_histogram": coverage["class_histogram"],
+    }
+
+
+def _attribute_probabilities(probabilities, name: str) -> np.ndarray:
+    p = _features_2d(probabilities, name)
+    if p.shape[0] == 0 or p.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty [num_images, num_attributes] array; got shape {p.shape}")
+    if np.any(p < 0) or np.any(p > 1):
+        raise ValueError(f"{name} must be per-attribute probabilities in [0, 1] (sigmoid outputs); "
+                         f"got values in [{p.min():.3g}, {p.max():.3g}]")
+    return p
+
+
+def attribute_agreement(real_probabilities, generated_probabilities, names=None, min_diversity: float = 0.5,
+                        threshold: float = 0.5) -> Dict[str, object]:
+    """How the attributes of generated faces compare with real ones, by the same attribute classifier.
+
+    An attribute counts as present where its probability is >= threshold. Rates are the
+    fractions of images with each attribute, read by the same classifier on both sides so its
+    biases cancel. `attribute_rate_gap` is the mean |generated rate - real rate| (0: same rates;
+    a generator that draws only smiling young women shows large gaps on Smiling, Male, Young).
+    `attribute_diversity` is sum over attributes of r(1 - r) for the generated rates divided by
+    the same for the real ones: 1 when generated faces vary in their attributes as much as real
+    faces, 0 when every generated face has the same attributes (one kind of face), which is
+    flagged as `collapsed` below `min_diversity`.
+    """
+    real = _attribute_probabilities(real_probabilities, "real attribute probabilities")
+    generated = _attribute_probabilities(generated_probabilities, "generated attribute probabilities")
+    if real.shape[1] != generated.shape[1]:
+        raise ValueError(f"real images have {real.shape[1]} attributes, generated {generated.shape[1]}")
+    count = real.shape[1]
+    names = list(names) if names is not None else [f"attribute_{i}" for i in range(count)]
+    if len(names) != count:
+        raise ValueError(f"{len(names)} attribute names for {count} attributes")
+    real_rates = (real >= threshold).mean(axis=0)
+    generated_rates = (generated >= threshold).mean(axis=0)
+    gaps = np.abs(generated_rates - real_rates)
+    real_variation = float(np.sum(real_rates * (1 - real_rates)))
+    generated_variation = float(np.sum(generated_rates * (1 - generated_rates)))
+    if real_variation > 0:
+        diversity = generated_variation / real_variation
+    else:  # real faces all alike to the classifier: nothing to compare against
+        diversity = 1.0 if generated_variation == 0 else float("inf")
+    worst = int(np.argmax(gaps))
+    return {
+        "attribute_rate_gap": float(gaps.mean()),
+        "attribute_max_gap": float(gaps[worst]),
+        "attribute_max_gap_name": names[worst],
+        "attribute_diversity": float(diversity),
+        "collapsed": bool(diversity < min_diversity),
+        "attribute_rates": {name: float(rate) for name, rate in zip(names, generated_rates)},
+        "real_attribute_rates": {name: float(rate) for name, rate in zip(names, real_rates)},
     }
 
 

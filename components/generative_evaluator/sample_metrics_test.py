@@ -222,3 +222,58 @@ def test_inception_extractor_with_random_local_weights(tmp_path):
     features = extract(np.random.default_rng(9).random((2, 28, 28, 1)))
     assert features.shape == (2, sample_metrics.INCEPTION_FEATURE_DIM) and features.dtype == np.float64
     assert np.all(np.isfinite(features))
+
+
+# ---------------------------------------------------------------------------
+# Attribute agreement (face generators judged by a multi-label attribute classifier)
+
+
+def _attribute_probabilities(rates, count, seed):
+    """Probabilities whose thresholded rates are exactly `rates` (count must make rates * count whole)."""
+    rng = np.random.default_rng(seed)
+    columns = []
+    for rate in rates:
+        present = np.zeros(count, bool)
+        present[: int(round(rate * count))] = True
+        rng.shuffle(present)
+        columns.append(np.where(present, rng.uniform(0.6, 1.0, count), rng.uniform(0.0, 0.4, count)))
+    return np.stack(columns, axis=1)
+
+
+def test_attribute_agreement_of_a_set_with_itself():
+    real = _attribute_probabilities([0.5, 0.2, 0.9], 100, seed=0)
+    result = sample_metrics.attribute_agreement(real, real, names=["Smiling", "Bald", "Young"])
+    assert result["attribute_rate_gap"] == 0.0
+    assert result["attribute_diversity"] == pytest.approx(1.0)
+    assert not result["collapsed"]
+    assert result["attribute_rates"] == {"Smiling": 0.5, "Bald": 0.2, "Young": 0.9}
+
+
+def test_attribute_gaps_have_known_values():
+    real = _attribute_probabilities([0.5, 0.2, 0.9], 100, seed=0)
+    generated = _attribute_probabilities([0.7, 0.2, 0.6], 100, seed=1)
+    result = sample_metrics.attribute_agreement(real, generated, names=["Smiling", "Bald", "Young"])
+    assert result["attribute_rate_gap"] == pytest.approx((0.2 + 0.0 + 0.3) / 3)
+    assert result["attribute_max_gap"] == pytest.approx(0.3)
+    assert result["attribute_max_gap_name"] == "Young"
+    expected = (0.7 * 0.3 + 0.2 * 0.8 + 0.6 * 0.4) / (0.5 * 0.5 + 0.2 * 0.8 + 0.9 * 0.1)
+    assert result["attribute_diversity"] == pytest.approx(expected)
+
+
+def test_one_kind_of_face_is_flagged_as_collapsed():
+    real = _attribute_probabilities([0.5, 0.2, 0.9, 0.4], 100, seed=0)
+    one_face = np.tile([[0.9, 0.1, 0.95, 0.2]], (100, 1))  # every sample: the same attributes
+    result = sample_metrics.attribute_agreement(real, one_face)
+    assert result["attribute_diversity"] == 0.0
+    assert result["collapsed"]
+    assert result["attribute_max_gap_name"] == "attribute_0"
+
+
+def test_attribute_agreement_rejects_bad_input():
+    real = _attribute_probabilities([0.5, 0.5], 10, seed=0)
+    with pytest.raises(ValueError, match="real images have 2 attributes, generated 3"):
+        sample_metrics.attribute_agreement(real, np.full((10, 3), 0.5))
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\] \(sigmoid outputs\)"):
+        sample_metrics.attribute_agreement(real, real * 4 - 2)
+    with pytest.raises(ValueError, match="1 attribute names for 2 attributes"):
+        sample_metrics.attribute_agreement(real, real, names=["Smiling"])

@@ -138,33 +138,50 @@ class CombineStatistics(beam.CombineFn):
 
 
 def summarize(stats, real_stats, num_classes: int, min_fraction: float, min_classes: Optional[int],
-              score_splits: int) -> Dict[str, object]:
-    """Flat sample metrics of one key's statistics against the real eval images' statistics."""
+              score_splits: int, task: str = "classes", attribute_names=None,
+              min_attribute_diversity: float = 0.5) -> Dict[str, object]:
+    """Flat sample metrics of one key's statistics against the real eval images' statistics.
+
+    Task "classes": classifier score and mode coverage from the class probabilities.
+    Task "attributes": attribute rates and diversity against the real images' (see
+    sample_metrics.attribute_agreement). Classifier-FD (and Inception FID) in both.
+    """
     probabilities = stats["probabilities"]
-    splits = max(1, min(score_splits, len(probabilities)))
-    score, score_std = sample_metrics.classifier_score(probabilities, splits=splits)
-    coverage = sample_metrics.mode_coverage(probabilities, num_classes, min_fraction=min_fraction,
-                                            min_classes=min_classes)
     result = {
         "classifier_fd": sample_metrics.frechet_distance_from_moments(real_stats["features"], stats["features"]),
-        "classifier_score": score,
-        "classifier_score_std": score_std,
-        "classes_covered": coverage["classes_covered"],
-        "kl_to_uniform": coverage["kl_to_uniform"],
-        "max_class_fraction": coverage["max_class_fraction"],
         "num_generated": int(len(probabilities)),
         "num_real": int(real_stats["features"].count),
-        "class_histogram": coverage["class_histogram"],
-        "collapsed": coverage["collapsed"],
     }
+    if task == "attributes":
+        agreement = sample_metrics.attribute_agreement(real_stats["probabilities"], probabilities, attribute_names,
+                                                       min_diversity=min_attribute_diversity)
+        result.update({k: v for k, v in agreement.items() if k != "real_attribute_rates"})
+    else:
+        splits = max(1, min(score_splits, len(probabilities)))
+        score, score_std = sample_metrics.classifier_score(probabilities, splits=splits)
+        coverage = sample_metrics.mode_coverage(probabilities, num_classes, min_fraction=min_fraction,
+                                                min_classes=min_classes)
+        result.update({
+            "classifier_score": score,
+            "classifier_score_std": score_std,
+            "classes_covered": coverage["classes_covered"],
+            "kl_to_uniform": coverage["kl_to_uniform"],
+            "max_class_fraction": coverage["max_class_fraction"],
+            "class_histogram": coverage["class_histogram"],
+            "collapsed": coverage["collapsed"],
+        })
     if stats.get(INCEPTION) is not None and real_stats.get(INCEPTION) is not None:
         result["inception_fid"] = sample_metrics.frechet_distance_from_moments(real_stats[INCEPTION], stats[INCEPTION])
     return result
 
 
-def real_summary(real_stats, num_classes: int, min_fraction: float, score_splits: int) -> Dict[str, object]:
-    """The classifier's view of the real eval images: the reference for score and coverage."""
+def real_summary(real_stats, num_classes: int, min_fraction: float, score_splits: int, task: str = "classes",
+                 attribute_names=None) -> Dict[str, object]:
+    """The classifier's view of the real eval images: the reference for score and coverage (or attribute rates)."""
     probabilities = real_stats["probabilities"]
+    if task == "attributes":
+        rates = sample_metrics.attribute_agreement(probabilities, probabilities, attribute_names)["attribute_rates"]
+        return {"attribute_rates": rates, "num_images": int(real_stats["features"].count)}
     score, _ = sample_metrics.classifier_score(probabilities, splits=max(1, min(score_splits, len(probabilities))))
     coverage = sample_metrics.mode_coverage(probabilities, num_classes, min_fraction=min_fraction, min_classes=0)
     return {"classifier_score": score, "classes_covered": coverage["classes_covered"],
@@ -180,8 +197,12 @@ class SampleStatistics(beam.PTransform):
 
     def __init__(self, eval_pattern: str, feature_spec, value_range: str, model_dirs: Dict[str, str],
                  classifier_uri: str, num_samples: int, batch_size: int, seed: int, num_classes: int,
-                 min_fraction: float, min_classes: Optional[int], score_splits: int, inception_weights: str = ""):
+                 min_fraction: float, min_classes: Optional[int], score_splits: int, inception_weights: str = "",
+                 task: str = "classes", attribute_names=None, min_attribute_diversity: float = 0.5):
         super().__init__()
+        self._task = task
+        self._attribute_names = list(attribute_names) if attribute_names is not None else None
+        self._min_attribute_diversity = min_attribute_diversity
         self._eval_pattern = eval_pattern
         self._feature_spec = feature_spec
         self._value_range = value_range
@@ -218,14 +239,16 @@ class SampleStatistics(beam.PTransform):
         real_stats = stats | "RealOnly" >> beam.Filter(lambda kv: kv[0] == REAL) | "RealValue" >> beam.Values()
         num_classes, min_fraction, min_classes, splits = (
             self._num_classes, self._min_fraction, self._min_classes, self._score_splits)
+        task, names, min_diversity = self._task, self._attribute_names, self._min_attribute_diversity
         model_rows = (
             stats
             | "ModelsOnly" >> beam.Filter(lambda kv: kv[0] != REAL)
             | "Summarize" >> beam.Map(
                 lambda kv, real_value: to_json({"model": kv[0], "metrics": summarize(
-                    kv[1], real_value, num_classes, min_fraction, min_classes, splits)}),
+                    kv[1], real_value, num_classes, min_fraction, min_classes, splits, task, names, min_diversity)}),
                 real_value=beam.pvalue.AsSingleton(real_stats))
         )
         real_row = real_stats | "SummarizeReal" >> beam.Map(
-            lambda value: to_json({"model": REAL, "metrics": real_summary(value, num_classes, min_fraction, splits)}))
+            lambda value: to_json({"model": REAL, "metrics": real_summary(
+                value, num_classes, min_fraction, splits, task, names)}))
         return (model_rows, real_row) | "Rows" >> beam.Flatten()
