@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.genpipe-installed
 
-.PHONY: setup run test benchmark benchmark-generative benchmark-faces lock clean-runs
+.PHONY: setup run test benchmark benchmark-generative benchmark-faces benchmark-style lock clean-runs
 
 setup: $(STAMP)
 
@@ -35,6 +35,9 @@ benchmark-generative: $(STAMP)
 benchmark-faces: $(STAMP)
 	$(BIN)/python benchmarks/face_centering.py
 	$(BIN)/python benchmarks/generative_steps.py --families dcgan64
+
+benchmark-style: $(STAMP)
+	$(BIN)/python benchmarks/style_transfer.py
 
 lock:
 	$(BIN)/uv pip compile requirements.in --override overrides.txt --python-version 3.11 -o requirements.lock

@@ -14,6 +14,7 @@ PIPELINES = {
     "vae": "pipelines.vae_pipeline:create_pipeline",
     "gan": "pipelines.gan_pipeline:create_pipeline",
     "faces": "pipelines.gan_pipeline:create_pipeline",
+    "style": "pipelines.style_pipeline:create_pipeline",
 }
 
 
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--variant", help="model variant (autoencoder: dense, deep, conv; gan: dcgan, dense; "
                                        "faces: dcgan64)")
     run.add_argument("--dataset", choices=config_lib.DATASETS,
-                     help="default: mnist-sample (offline); faces: celeba")
+                     help="default: mnist-sample (offline); faces: celeba; style: image-folder")
     run.add_argument("--data-dir", help="folder with the original IDX files (.gz or not), the CelebA folder "
                                         "(img_align_celeba/ and the list_*.txt files), or a TFDS data dir")
     run.add_argument("--pipeline-root", help="artifacts (and ML Metadata, when given); default runs/<pipeline name>")
@@ -63,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     generative.add_argument("--label-smoothing", type=float, help="gan: one-sided label smoothing of real targets")
     generative.add_argument("--d-steps", type=int, help="gan: discriminator steps per generator step")
     generative.add_argument("--adam-beta-1", type=float, help="gan: Adam beta_1 of both optimizers")
+    style = run.add_argument_group("style (fast style transfer)")
+    style.add_argument("--style-image", help="the style image the network learns (JPEG or PNG); required")
+    style.add_argument("--vgg-weights",
+                       help="VGG19 no-top weights for the perceptual loss: a local path to "
+                            "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, 'imagenet' (default: Keras downloads "
+                            "it, which needs a network) or 'random' (tests only; never blessed with thresholds)")
+    style.add_argument("--image-size", type=int, help="content images are cropped to this square (default 256)")
+    style.add_argument("--gatys-steps", type=int,
+                       help="Gatys steps the evaluator times on one image for the speed comparison (default 100)")
+    style.add_argument("--content-weight", type=float, help="style: weight of the content loss (default 1e-2)")
+    style.add_argument("--style-weight", type=float, help="style: weight of the style loss (default 2e-2)")
+    style.add_argument("--tv-weight", type=float, help="style: weight of the total-variation loss (default 2)")
     faces = run.add_argument_group("faces (CelebA)")
     faces.add_argument("--crop", choices=config_lib.CROPS,
                        help="face: square crop centred on the landmarks (default); center: the course's 128 crop")
@@ -77,6 +90,34 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Beam pipeline option passed through, e.g. --beam-arg=--runner=DataflowRunner")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
     run.add_argument("--summary", help="also write the run summary as JSON to this path")
+
+    stylize = commands.add_parser("stylize", help="redraw one image in the style of another (Gatys or TF Hub)")
+    stylize.add_argument("--content", required=True, help="content image (JPEG, PNG, GIF or BMP)")
+    stylize.add_argument("--style", required=True, help="style image (JPEG, PNG, GIF or BMP)")
+    stylize.add_argument("--out", required=True, help="where the stylized PNG goes")
+    stylize.add_argument("--method", choices=["gatys", "hub"], default="gatys",
+                         help="gatys: optimise the pixels against VGG19 losses (slow, default); "
+                              "hub: Magenta's arbitrary-stylization module (one forward pass)")
+    stylize.add_argument("--max-dim", type=int, default=512,
+                         help="long side of the content (and, for gatys, style) image after shrinking (default 512)")
+    gatys = stylize.add_argument_group("gatys")
+    gatys.add_argument("--steps", type=int, help="optimisation steps (default 1000, the course's 10 x 100)")
+    gatys.add_argument("--learning-rate", type=float,
+                       help="Adam's initial rate on [0, 255] pixels, halved every 100 steps (default 20)")
+    gatys.add_argument("--content-weight", type=float, help="weight of the content loss (default 1e-2)")
+    gatys.add_argument("--style-weight", type=float, help="weight of the style loss (default 2e-2)")
+    gatys.add_argument("--tv-weight", type=float, help="weight of the total-variation loss (default 2)")
+    gatys.add_argument("--vgg-weights",
+                       help="VGG19 no-top weights: 'imagenet' (default; Keras downloads "
+                            "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, which needs a network), a local "
+                            "path to that file, or 'random' (tests only: the output is not a stylization)")
+    gatys.add_argument("--frames-dir", help="also write intermediate frames frame-<step>.png here")
+    gatys.add_argument("--frame-every", type=int, help="steps between frames (default: steps / 10)")
+    gatys.add_argument("--log-every", type=int, help="steps between progress lines (default: steps / 20)")
+    hub = stylize.add_argument_group("hub")
+    hub.add_argument("--hub-handle",
+                     help="TF Hub handle or local SavedModel directory (default: "
+                          "https://tfhub.dev/google/magenta/arbitrary-image-stylization-v1-256/2)")
     return parser
 
 
@@ -111,6 +152,10 @@ def config_from_args(args) -> config_lib.RunConfig:
         "max_reject_fraction": args.max_reject_fraction,
         "direct_running_mode": args.direct_running_mode,
         "min_attribute_diversity": args.min_attribute_diversity,
+        "style_image": args.style_image,
+        "vgg_weights": args.vgg_weights,
+        "image_size": args.image_size,
+        "gatys_steps": args.gatys_steps,
     }
     variant = args.variant or preset.variant
     preset = dataclasses.replace(preset, **config_lib.VARIANT_DEFAULTS.get((args.pipeline, variant), {}))
@@ -120,6 +165,9 @@ def config_from_args(args) -> config_lib.RunConfig:
         "label_smoothing": (args.label_smoothing, ("gan",)),
         "d_steps": (args.d_steps, ("gan",)),
         "adam_beta_1": (args.adam_beta_1, ("gan",)),
+        "content_weight": (args.content_weight, ("style",)),
+        "style_weight": (args.style_weight, ("style",)),
+        "tv_weight": (args.tv_weight, ("style",)),
     }
     for key, (value, families) in model_options.items():
         if value is None:
@@ -145,6 +193,7 @@ def cmd_list(out=None) -> int:
         "fashion_mnist": "Fashion-MNIST: IDX files in --data-dir, or a prepared TFDS 'fashion_mnist'",
         config_lib.CELEBA: "CelebA faces (pipeline faces): img_align_celeba/ and list_*.txt in --data-dir, "
                            "or a prepared TFDS 'celeb_a'",
+        config_lib.IMAGE_FOLDER: "any folder of JPEG/PNG content images in --data-dir (pipeline style)",
     }
     for name in config_lib.DATASETS:
         print(f"  {name:<14} {notes[name]}", file=out)
@@ -166,12 +215,20 @@ def cmd_run(args, out=None) -> int:
     return 0
 
 
+def cmd_stylize(args, out=None) -> int:
+    from pipelines import stylize
+
+    return stylize.run(args, out=out)
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":
             return cmd_list()
+        if args.command == "stylize":
+            return cmd_stylize(args)
         return cmd_run(args)
     except (ValueError, FileNotFoundError) as error:
         print(f"genpipe: error: {error}", file=sys.stderr)

@@ -12,7 +12,7 @@ import serving
 import trainer_modules
 from components.mnist_example_gen import MnistExampleGen
 from components.mnist_example_gen import sources as mnist_sources
-from pipelines.config import CELEBA, RunConfig, code_fingerprint
+from pipelines.config import CELEBA, IMAGE_FOLDER, RunConfig, code_fingerprint
 from trainer_modules import contract, preprocessing, training
 
 PREPROCESSING_FN = "trainer_modules.preprocessing.preprocessing_fn"
@@ -40,20 +40,37 @@ def input_fingerprint(config: RunConfig) -> str:
         from components.celeba_example_gen import sources as celeba_sources
 
         return celeba_sources.input_fingerprint(config.data_dir)
+    if config.dataset == IMAGE_FOLDER:
+        from components.image_folder_example_gen import sources as folder_sources
+
+        return folder_sources.input_fingerprint(config.data_dir)
     return mnist_sources.input_fingerprint(config.dataset, config.data_dir)
 
 
 def image_shape(config: RunConfig):
+    if config.dataset == IMAGE_FOLDER:
+        return (config.image_size, config.image_size, 3)
     return contract.CELEBA_SHAPE if config.dataset == CELEBA else contract.MNIST_SHAPE
 
 
 def example_gen(config: RunConfig) -> object:
-    """MnistExampleGen, or for CelebA the face-centering CelebAExampleGen.
+    """MnistExampleGen; for CelebA the face-centering CelebAExampleGen; for style, ImageFolderExampleGen.
 
     CelebA's ExampleGen decodes, crops and re-encodes every image, so locally it runs Beam's
     DirectRunner over all cores (config.direct_running_mode); --beam-arg options given by the
     user (another runner, other worker counts) come later on the command line and win.
     """
+    if config.dataset == IMAGE_FOLDER:
+        from components.image_folder_example_gen import ImageFolderExampleGen
+
+        return _local_beam(config, ImageFolderExampleGen(
+            data_dir=config.data_dir,
+            image_size=config.image_size,
+            max_examples_per_split=config.max_examples_per_split,
+            max_reject_fraction=config.max_reject_fraction,
+            input_fingerprint=input_fingerprint(config),
+            seed=config.seed,
+        ))
     if config.dataset != CELEBA:
         return MnistExampleGen(
             dataset=config.dataset,
@@ -70,6 +87,11 @@ def example_gen(config: RunConfig) -> object:
         max_reject_fraction=config.max_reject_fraction,
         input_fingerprint=input_fingerprint(config),
     )
+    return _local_beam(config, component)
+
+
+def _local_beam(config: RunConfig, component):
+    """The image ExampleGens decode and re-encode every image: locally they use every core."""
     if config.direct_running_mode != "in_memory":
         local = [f"--direct_running_mode={config.direct_running_mode}", "--direct_num_workers=0"]
         given = {arg.split("=")[0] for arg in config.beam_args}

@@ -13,7 +13,8 @@ from components.mnist_example_gen.sources import KNOWN_DATASETS as MNIST_DATASET
 from trainer_modules import contract
 
 CELEBA = "celeba"
-DATASETS = tuple(MNIST_DATASETS) + (CELEBA,)
+IMAGE_FOLDER = "image-folder"  # any folder of JPEG/PNG content images (the style pipeline)
+DATASETS = tuple(MNIST_DATASETS) + (CELEBA, IMAGE_FOLDER)
 CROPS = ("face", "center")
 DIRECT_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
 
@@ -59,10 +60,19 @@ class RunConfig:
     max_reject_fraction: float = 0.05  # more rejected source images than this fails the ExampleGen
     direct_running_mode: str = "multi_processing"  # the CelebA ExampleGen's local Beam DirectRunner mode
     min_attribute_diversity: float = 0.5  # generated faces varying less than this (vs real) count as collapsed
+    # Style transfer.
+    style_image: str = ""  # the style image the fast network learns (JPEG or PNG)
+    vgg_weights: str = "imagenet"  # VGG19 no-top weights: a local file, or "imagenet" (downloaded by Keras)
+    image_size: int = 256  # content images are resized and centre-cropped to image_size x image_size
+    gatys_steps: int = 100  # the evaluator times this many Gatys steps on one eval image for comparison
+    eval_images: int = 16  # held-out content images the evaluator stylizes and scores
 
     @property
     def pipeline_name(self) -> str:
         """Unique per pipeline, variant and dataset, so blessing baselines never cross datasets."""
+        if self.pipeline == "style":  # one model per style image
+            stem = os.path.splitext(os.path.basename(self.style_image))[0] or "unnamed"
+            return "style-" + "".join(c if c.isalnum() else "-" for c in stem.lower()).strip("-")
         base = self.pipeline if self.pipeline == "denoise" else f"{self.pipeline}-{self.variant}"
         return f"{base}-{self.dataset.replace('_', '-')}"
 
@@ -82,8 +92,11 @@ class RunConfig:
         config.metadata_path = os.path.abspath(config.metadata_path or default_metadata)
         config.data_dir = os.path.abspath(config.data_dir) if config.data_dir else ""
         if config.classifier_min_accuracy < 0:
-            config.classifier_min_accuracy = CLASSIFIER_MIN_ACCURACY[config.dataset]
+            config.classifier_min_accuracy = CLASSIFIER_MIN_ACCURACY.get(config.dataset, 0.0)
         config.inception_weights = os.path.abspath(config.inception_weights) if config.inception_weights else ""
+        config.style_image = os.path.abspath(config.style_image) if config.style_image else ""
+        if config.vgg_weights not in VGG_WEIGHT_NAMES:
+            config.vgg_weights = os.path.abspath(config.vgg_weights)
         config.validate()
         return config
 
@@ -98,6 +111,23 @@ class RunConfig:
             raise ValueError("the faces pipeline needs --data-dir DIR: a folder with img_align_celeba/*.jpg, "
                              "list_landmarks_align_celeba.txt, list_eval_partition.txt (and list_attr_celeba.txt), "
                              "or a TFDS data dir with a prepared celeb_a (CelebA cannot be downloaded here)")
+        if (self.pipeline == "style") != (self.dataset == IMAGE_FOLDER):
+            raise ValueError(f"--dataset {self.dataset} does not fit {self.pipeline}: the style pipeline trains on a "
+                             f"folder of content images ({IMAGE_FOLDER}) and only it does")
+        if self.pipeline == "style":
+            if not self.data_dir:
+                raise ValueError("the style pipeline needs --data-dir DIR: a folder of content images (JPEG/PNG)")
+            if not self.style_image or not os.path.isfile(self.style_image):
+                raise ValueError(f"the style pipeline needs --style-image FILE (JPEG or PNG); "
+                                 f"got {self.style_image or 'none'}")
+            if self.vgg_weights not in VGG_WEIGHT_NAMES and not os.path.isfile(self.vgg_weights):
+                raise ValueError(f"--vgg-weights {self.vgg_weights} is not a file (VGG19 no-top weights, "
+                                 "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5)")
+            if self.image_size < 16:
+                raise ValueError(f"--image-size must be at least 16, got {self.image_size}")
+            if self.gatys_steps < 1 or self.eval_images < 1:
+                raise ValueError(f"--gatys-steps and eval images must be >= 1, got {self.gatys_steps} "
+                                 f"and {self.eval_images}")
         if self.crop not in CROPS:
             raise ValueError(f"--crop must be one of {', '.join(CROPS)}, got {self.crop!r}")
         if not 0.0 <= self.max_reject_fraction <= 1.0:
@@ -133,6 +163,9 @@ class RunConfig:
             "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
             "d_steps": (lambda v: int(v) == v and v >= 1, "a whole number >= 1"),
             "adam_beta_1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+            "content_weight": (lambda v: v >= 0, ">= 0"),
+            "style_weight": (lambda v: v >= 0, ">= 0"),
+            "tv_weight": (lambda v: v >= 0, ">= 0"),
         }
         for key, value in self.model_options.items():
             if key in checks and not checks[key][0](value):
@@ -150,7 +183,8 @@ class RunConfig:
         return dataclasses.replace(
             self, train_steps=4, eval_steps=1, batch_size=16, checkpoint_every=2, max_examples_per_split=64,
             thresholds={}, baseline_comparison={}, num_samples=64, classifier_train_steps=10,
-            classifier_min_accuracy=0.0, direct_running_mode="in_memory",
+            classifier_min_accuracy=0.0, direct_running_mode="in_memory", image_size=min(self.image_size, 32),
+            gatys_steps=2, eval_images=2,
         )
 
 
@@ -160,6 +194,9 @@ class RunConfig:
 CLASSIFIER_MIN_ACCURACY = {"mnist-sample": 0.97, "mnist": 0.97, "fashion_mnist": 0.85, CELEBA: 0.85}
 
 FACE_VARIANTS = ("dcgan64",)
+# --vgg-weights values that are not files: Keras's download ("imagenet") and untrained weights ("random",
+# for tests only: the distances it gives mean nothing, and the run says so).
+VGG_WEIGHT_NAMES = ("imagenet", "random")
 
 AUTOENCODER_THRESHOLDS = {"psnr_db": {"min": 12.0}}
 PSNR_REGRESSION = {"metric": "psnr_db", "tolerance": 0.5}
@@ -223,11 +260,29 @@ def presets() -> Dict[str, RunConfig]:
         baseline_comparison={"metric": "classifier_fd", "relative_tolerance": 0.25},
         quality_targets={"attribute_diversity": 0.5, "classifier_fd_improvement": 3.0},
     )
-    return {"denoise": denoise, "autoencoder": autoencoder, "vae": vae, "gan": gan, "faces": faces}
+    style = RunConfig(
+        pipeline="style",
+        family="style",
+        variant="johnson",
+        description="fast style transfer: Johnson et al.'s network trained for --style-image on --data-dir",
+        dataset=IMAGE_FOLDER,
+        train_steps=STYLE_TRAIN_STEPS,
+        batch_size=4,
+        learning_rate=1e-3,
+        eval_steps=4,
+        # loss_improvement: the stylized held-out images' weighted perceptual loss is at least 25% below
+        # that of the unstylized images (not measured here: no ImageNet VGG19 weights on this machine).
+        thresholds={"loss_improvement": {"min": 1.25}, "speedup_vs_gatys": {"min": 100.0}},
+        baseline_comparison={"metric": "total_loss", "relative_tolerance": 0.1},
+        quality_targets={"loss_improvement": 1.25, "speedup_vs_gatys": 100.0},
+    )
+    return {"denoise": denoise, "autoencoder": autoencoder, "vae": vae, "gan": gan, "faces": faces,
+            "style": style}
 
 
 VAE_TRAIN_STEPS = 1500  # eval ELBO about -157 nats on the embedded sample (target: better than -200)
 GAN_TRAIN_STEPS = 3000  # dcgan at batch 64: 10 of 10 classes covered on the embedded sample
+STYLE_TRAIN_STEPS = 4000  # Johnson et al.: 40,000 steps of 4 on COCO; a few thousand already transfer a style
 FACES_TRAIN_STEPS = 6400  # 5 epochs of CelebA's 162,770 training faces at batch 128 (a GPU run)
 
 # Settings that differ by variant, applied over the pipeline's preset before command-line flags.
@@ -247,6 +302,7 @@ VARIANTS = {
     "vae": ("conv",),
     "gan": ("dcgan", "dense"),
     "faces": FACE_VARIANTS,
+    "style": ("johnson",),
 }
 
 

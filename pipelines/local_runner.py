@@ -184,7 +184,7 @@ def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
         "classifier": None,
         "quality_targets": {},
     }
-    example_gen = next((n for n in node_ids if n.startswith("CelebAExampleGen")), None)
+    example_gen = next((n for n in node_ids if n in ("CelebAExampleGen", "ImageFolderExampleGen")), None)
     if example_gen in executions:
         summary["rejects"] = rejects_summary(output_artifacts(store, executions[example_gen].id))
     evaluator = next((n for n in node_ids if n.startswith("GenerativeEvaluator")), None)
@@ -198,7 +198,9 @@ def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
             summary["baseline_metrics"] = report.get("baseline_metrics")
             summary["blessed"] = report["blessed"]
             summary["blessing_reasons"] = report["reasons"]
-            summary["reconstructions_png"] = report.get("grid") if report["family"] != "gan" else None
+            summary["reconstructions_png"] = report.get("grid") if report["family"] in ("autoencoder", "vae") else None
+            if report["family"] == "style":
+                summary["stylized_png"] = report.get("grid")
             summary["samples_png"] = report.get("samples_grid")
             summary["classifier"] = report.get("classifier")
             if report.get("inception_fid"):
@@ -257,6 +259,8 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  {summary['inception_fid']}")
     if summary["reconstructions_png"]:
         lines.append(f"  sample reconstructions: {summary['reconstructions_png']}")
+    if summary.get("stylized_png"):
+        lines.append(f"  content / stylized images: {summary['stylized_png']}")
     if summary.get("samples_png"):
         lines.append(f"  generated samples (fixed seed): {summary['samples_png']}")
     if "wall_seconds" in summary:

@@ -28,3 +28,8 @@ LOG_VAR_OUTPUT = "log_var"
 ELBO_OUTPUT = "elbo"                            # nats per image (higher is better)
 RECONSTRUCTION_NLL_OUTPUT = "reconstruction_nll"  # Bernoulli NLL summed over pixels, nats per image
 KL_OUTPUT = "kl"                                # KL(q(z|x) || N(0, I)) summed over latent dims, nats per image
+
+# Style family.
+STYLIZE = "stylize"              # (images float32 [N, H, W, 3] in [0, 1], any H and W) -> images, same size
+STYLIZE_BYTES = "stylize_bytes"  # (image_bytes [N] JPEG/PNG of one size) -> images and png_bytes
+PNG_BYTES_OUTPUT = "png_bytes"   # string [N]: the output images PNG-encoded

@@ -18,7 +18,7 @@ import collections
 import json
 import logging
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import apache_beam as beam
 import tensorflow as tf
@@ -75,20 +75,25 @@ def plan_shards(split: str, num_images: int, images_per_shard: int = IMAGES_PER_
     ]
 
 
-def _counters(result) -> Dict[str, int]:
-    """Counter name -> value from the pipeline's metrics; empty if the runner reports none."""
+def pipeline_counters(result, namespace: str = METRICS_NAMESPACE) -> Dict[str, int]:
+    """Counter name -> value from the pipeline's metrics in `namespace`; empty if the runner reports none."""
     totals: Dict[str, int] = collections.Counter()
-    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    query = result.metrics().query(MetricsFilter().with_namespace(namespace))
     for counter in query["counters"]:
         value = counter.committed if counter.committed is not None else counter.attempted
         totals[counter.key.metric.name] += int(value or 0)
     return dict(totals)
 
 
-def reject_summary(rejects: List[sources.Reject], input_images: int) -> Dict[str, Any]:
+def reject_summary(
+    rejects: List[sources.Reject],
+    input_images: int,
+    reasons: Sequence[str] = sources.REJECT_REASONS,
+    splits: Sequence[str] = sources.SPLITS,
+) -> Dict[str, Any]:
     """The `reject_counts` JSON: total, input_images, fraction, by_reason (every reason) and by_split."""
-    by_reason = {reason: 0 for reason in sources.REJECT_REASONS}
-    by_split = {split: 0 for split in (*sources.SPLITS, UNASSIGNED_SPLIT)}
+    by_reason = {reason: 0 for reason in reasons}
+    by_split = {split: 0 for split in (*splits, UNASSIGNED_SPLIT)}
     for reject in rejects:
         by_reason[reject.reason] = by_reason.get(reject.reason, 0) + 1
         by_split[reject.split or UNASSIGNED_SPLIT] += 1
@@ -114,13 +119,29 @@ def write_rejects(path: str, rejects: List[sources.Reject]) -> None:
     tf.io.gfile.rename(tmp_path, path, overwrite=True)
 
 
+def annotate_examples(examples, fingerprint: str, example_counts: Dict[str, int], summary: Dict[str, Any]) -> None:
+    """What every image ExampleGen records on its Examples: formats, span, input fingerprint, counts.
+
+    The stock StatisticsGen/Transform read the formats; caching and the DomainClassifier's reuse
+    read the fingerprint and `example_counts`; run summaries read `reject_counts`.
+    """
+    examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
+    examples_utils.set_file_format(examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
+    examples.span = 0
+    examples.set_int_custom_property(example_gen_utils.SPAN_PROPERTY_NAME, 0)
+    if fingerprint:
+        examples.set_string_custom_property(example_gen_utils.FINGERPRINT_PROPERTY_NAME, fingerprint)
+    examples.set_string_custom_property(EXAMPLE_COUNTS_PROPERTY, json.dumps(example_counts, sort_keys=True))
+    examples.set_string_custom_property(REJECT_COUNTS_PROPERTY, json.dumps(summary, sort_keys=True))
+
+
 def kept_rejects_path(rejects_uri: str) -> str:
     """Where a failed run's rejects are copied: beside the artifact dir, which TFX removes on failure."""
     parent, name = os.path.split(rejects_uri.rstrip("/"))
     return os.path.join(parent, KEPT_REJECTS_PREFIX + name, REJECTS_FILE)
 
 
-def _remove_contents(uri: str) -> None:
+def remove_contents(uri: str) -> None:
     """Empties an output dir (kept itself: TFX created it), so a failed run leaves no partial artifact."""
     if not tf.io.gfile.isdir(uri):
         return
@@ -130,6 +151,70 @@ def _remove_contents(uri: str) -> None:
             tf.io.gfile.rmtree(path)
         else:
             tf.io.gfile.remove(path)
+
+
+def check_accounting(
+    sizes: Dict[str, int],
+    planned_rejects: List[sources.Reject],
+    rejects: List[sources.Reject],
+    counters: Dict[str, int],
+) -> Dict[str, int]:
+    """Examples per split; checks that every candidate (`sizes`, per split) became exactly one example or reject.
+
+    `planned_rejects` were found before the pipeline ran (and are in `rejects` too); `counters` are
+    the pipeline's (`examples_counter(split)`), empty if the runner reports none.
+    """
+    pipeline_rejects = collections.Counter(reject.split for reject in rejects)
+    pipeline_rejects.subtract(reject.split for reject in planned_rejects)
+    derived = {split: sizes[split] - pipeline_rejects[split] for split in sizes}
+    if len(rejects) < len(planned_rejects) or any(count < 0 for count in derived.values()):
+        raise RuntimeError(f"the rejects file lists fewer rejects than the plan found ({len(planned_rejects)})")
+    if not any(examples_counter(split) in counters for split in sizes):
+        logging.warning("The runner reported no example counts; using candidates minus rejects: %s", derived)
+        return derived
+    # A split without shards (or a counter only ever increased by 0) may be missing from the metrics.
+    counted = {split: counters.get(examples_counter(split), 0) for split in sizes}
+    if counted != derived:
+        raise RuntimeError(
+            f"examples written {counted} plus rejects do not add up to the planned candidates {sizes}: "
+            f"expected {derived}"
+        )
+    return counted
+
+
+def record_rejects(rejects_artifact: types.Artifact, summary: Dict[str, Any], max_fraction: float) -> None:
+    """The rejects artifact's custom properties, from a `reject_summary`."""
+    rejects_artifact.set_int_custom_property(NUM_REJECTS_PROPERTY, summary["total"])
+    rejects_artifact.set_int_custom_property(NUM_INPUT_IMAGES_PROPERTY, summary["input_images"])
+    rejects_artifact.set_float_custom_property(REJECT_FRACTION_PROPERTY, summary["fraction"])
+    rejects_artifact.set_float_custom_property(MAX_REJECT_FRACTION_PROPERTY, max_fraction)
+    rejects_artifact.set_string_custom_property(REJECT_COUNTS_PROPERTY, json.dumps(summary, sort_keys=True))
+
+
+def fail_on_rejects(
+    rejects_artifact: types.Artifact,
+    rejects_path: str,
+    rejects: List[sources.Reject],
+    input_images: int,
+    max_fraction: float,
+    when: str,
+    reasons: Sequence[str] = sources.REJECT_REASONS,
+    splits: Sequence[str] = sources.SPLITS,
+) -> None:
+    """Writes the rejects (artifact dir and a kept copy TFX does not remove) and raises TooManyRejectsError."""
+    summary = reject_summary(rejects, input_images, reasons, splits)
+    record_rejects(rejects_artifact, summary, max_fraction)
+    write_rejects(rejects_path, rejects)
+    kept = kept_rejects_path(rejects_artifact.uri)
+    tf.io.gfile.makedirs(os.path.dirname(kept))
+    tf.io.gfile.copy(rejects_path, kept, overwrite=True)
+    counts = ", ".join(f"{reason} {count}" for reason, count in summary["by_reason"].items() if count)
+    raise TooManyRejectsError(
+        f"rejected {summary['total']} of {input_images} images ({summary['fraction']:.2%}) {when}, more than "
+        f"max_reject_fraction {max_fraction:.2%} allows: {counts}. Every reject is listed with its reason in "
+        f"{kept} (also {rejects_path}, which the orchestrator removes with the failed run's outputs). Fix the "
+        f"input or raise max_reject_fraction."
+    )
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -165,25 +250,25 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         known = plan.rejects + plan.expected_missing
         if plan.input_images and len(known) / plan.input_images > max_fraction:
             # Fails before reading any image: the text files and the folder listing alone reject too much.
-            self._fail_on_rejects(rejects_artifact, rejects_path, known, plan.input_images, max_fraction,
-                                  when="before reading any image (from the text files and the image folder listing)")
+            fail_on_rejects(rejects_artifact, rejects_path, known, plan.input_images, max_fraction,
+                            when="before reading any image (from the text files and the image folder listing)")
 
         examples.split_names = artifact_utils.encode_split_names(list(sources.SPLITS))
         try:
             counters = self.write_splits(source, plan, crop, max_examples, examples, rejects_path)
             rejects = read_rejects(rejects_path)
             write_rejects(rejects_path, rejects)
-            example_counts = self._check_accounting(plan, rejects, counters)
+            example_counts = check_accounting(plan.sizes, plan.rejects, rejects, counters)
         except Exception:
-            _remove_contents(examples.uri)
-            _remove_contents(rejects_artifact.uri)
+            remove_contents(examples.uri)
+            remove_contents(rejects_artifact.uri)
             raise
         summary = reject_summary(rejects, plan.input_images)
-        self._record_rejects(rejects_artifact, summary, max_fraction)
+        record_rejects(rejects_artifact, summary, max_fraction)
         if summary["fraction"] > max_fraction:
-            _remove_contents(examples.uri)
-            self._fail_on_rejects(rejects_artifact, rejects_path, rejects, plan.input_images, max_fraction,
-                                  when="after reading every image")
+            remove_contents(examples.uri)
+            fail_on_rejects(rejects_artifact, rejects_path, rejects, plan.input_images, max_fraction,
+                            when="after reading every image")
 
         padded = {split: counters.get(padded_counter(split), 0) for split in sources.SPLITS}
         for split, count in example_counts.items():
@@ -192,15 +277,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         logging.info("Rejected %d of %d images (%s); listed in %s", summary["total"], plan.input_images,
                      {reason: n for reason, n in summary["by_reason"].items() if n}, rejects_path)
 
-        examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
-        examples_utils.set_file_format(examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
-        examples.span = 0
-        examples.set_int_custom_property(example_gen_utils.SPAN_PROPERTY_NAME, 0)
-        fingerprint = exec_properties.get(INPUT_FINGERPRINT_KEY)
-        if fingerprint:
-            examples.set_string_custom_property(example_gen_utils.FINGERPRINT_PROPERTY_NAME, fingerprint)
-        examples.set_string_custom_property(EXAMPLE_COUNTS_PROPERTY, json.dumps(example_counts, sort_keys=True))
-        examples.set_string_custom_property(REJECT_COUNTS_PROPERTY, json.dumps(summary, sort_keys=True))
+        annotate_examples(examples, exec_properties.get(INPUT_FINGERPRINT_KEY), example_counts, summary)
         examples.set_string_custom_property(PADDED_COUNTS_PROPERTY, json.dumps(padded, sort_keys=True))
         examples.set_string_custom_property(CROP_PROPERTY, crop)
         examples.set_string_custom_property(SOURCE_PROPERTY, source.kind)
@@ -242,58 +319,4 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 | "AllRejects" >> beam.Flatten()
                 | "WriteRejects" >> beam.io.WriteToText(rejects_path, shard_name_template="", num_shards=1)
             )
-        return _counters(pipeline.result)
-
-    @staticmethod
-    def _check_accounting(
-        plan: sources.Plan, rejects: List[sources.Reject], counters: Dict[str, int]
-    ) -> Dict[str, int]:
-        """Examples per split; checks that every candidate became exactly one example or one reject."""
-        pipeline_rejects = collections.Counter(reject.split for reject in rejects)
-        pipeline_rejects.subtract(reject.split for reject in plan.rejects)
-        derived = {split: plan.sizes[split] - pipeline_rejects[split] for split in sources.SPLITS}
-        if len(rejects) < len(plan.rejects) or any(count < 0 for count in derived.values()):
-            raise RuntimeError(f"the rejects file lists fewer rejects than the plan found ({len(plan.rejects)})")
-        if not any(examples_counter(split) in counters for split in sources.SPLITS):
-            logging.warning("The runner reported no example counts; using candidates minus rejects: %s", derived)
-            return derived
-        # A split without shards (or a counter only ever increased by 0) may be missing from the metrics.
-        counted = {split: counters.get(examples_counter(split), 0) for split in sources.SPLITS}
-        if counted != derived:
-            raise RuntimeError(
-                f"examples written {counted} plus rejects do not add up to the planned candidates {plan.sizes}: "
-                f"expected {derived}"
-            )
-        return counted
-
-    @staticmethod
-    def _record_rejects(rejects_artifact: types.Artifact, summary: Dict[str, Any], max_fraction: float) -> None:
-        rejects_artifact.set_int_custom_property(NUM_REJECTS_PROPERTY, summary["total"])
-        rejects_artifact.set_int_custom_property(NUM_INPUT_IMAGES_PROPERTY, summary["input_images"])
-        rejects_artifact.set_float_custom_property(REJECT_FRACTION_PROPERTY, summary["fraction"])
-        rejects_artifact.set_float_custom_property(MAX_REJECT_FRACTION_PROPERTY, max_fraction)
-        rejects_artifact.set_string_custom_property(REJECT_COUNTS_PROPERTY, json.dumps(summary, sort_keys=True))
-
-    def _fail_on_rejects(
-        self,
-        rejects_artifact: types.Artifact,
-        rejects_path: str,
-        rejects: List[sources.Reject],
-        input_images: int,
-        max_fraction: float,
-        when: str,
-    ) -> None:
-        """Writes the rejects (artifact dir and a kept copy TFX does not remove) and raises TooManyRejectsError."""
-        summary = reject_summary(rejects, input_images)
-        self._record_rejects(rejects_artifact, summary, max_fraction)
-        write_rejects(rejects_path, rejects)
-        kept = kept_rejects_path(rejects_artifact.uri)
-        tf.io.gfile.makedirs(os.path.dirname(kept))
-        tf.io.gfile.copy(rejects_path, kept, overwrite=True)
-        reasons = ", ".join(f"{reason} {count}" for reason, count in summary["by_reason"].items() if count)
-        raise TooManyRejectsError(
-            f"rejected {summary['total']} of {input_images} images ({summary['fraction']:.2%}) {when}, more than "
-            f"max_reject_fraction {max_fraction:.2%} allows: {reasons}. Every reject is listed with its reason in "
-            f"{kept} (also {rejects_path}, which the orchestrator removes with the failed run's outputs). Fix the "
-            f"input or raise max_reject_fraction."
-        )
+        return pipeline_counters(pipeline.result)

@@ -38,6 +38,13 @@ import numpy as np
 
 from components.celeba_example_gen import face_centering
 from trainer_modules import contract
+# Local paths go through os and open(), remote ones (gs://, ...) through tf.io.gfile.
+from components.files import exists as _exists
+from components.files import gfile as _gfile
+from components.files import isdir as _isdir
+from components.files import listdir as _listdir
+from components.files import read_bytes as _read_bytes
+from components.files import size_and_mtime as _size_and_mtime
 
 AUTO_SOURCE = "auto"
 FILES_SOURCE = "files"
@@ -86,52 +93,6 @@ class CelebADataError(ValueError):
     """Input that cannot become CelebA examples at all; the message names the file and what was expected."""
 
 
-def _gfile():
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    return tf.io.gfile
-
-
-def _is_remote(path: str) -> bool:
-    return "://" in path
-
-
-# Local paths go through os and open(), remote ones (gs://, ...) through tf.io.gfile: a worker
-# reading a local folder then never imports TensorFlow, which would add seconds to its start.
-
-
-def _exists(path: str) -> bool:
-    return _gfile().exists(path) if _is_remote(path) else os.path.exists(path)
-
-
-def _isdir(path: str) -> bool:
-    return _gfile().isdir(path) if _is_remote(path) else os.path.isdir(path)
-
-
-def _listdir(path: str) -> List[str]:
-    return [name.rstrip("/") for name in _gfile().listdir(path)] if _is_remote(path) else os.listdir(path)
-
-
-def _size_and_mtime(path: str) -> Tuple[int, int]:
-    if _is_remote(path):
-        stat = _gfile().stat(path)
-        return stat.length, stat.mtime_nsec
-    stat = os.stat(path)
-    return stat.st_size, stat.st_mtime_ns
-
-
-def _read_bytes(path: str) -> bytes:
-    """The file's bytes; FileNotFoundError if it does not exist."""
-    if not _is_remote(path):
-        with open(path, "rb") as f:
-            return f.read()
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    try:
-        with tf.io.gfile.GFile(path, "rb") as f:
-            return f.read()
-    except tf.errors.NotFoundError as error:
-        raise FileNotFoundError(path) from error
 
 
 # ---------------------------------------------------------------------------------------------

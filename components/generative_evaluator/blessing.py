@@ -11,6 +11,14 @@ HIGHER_IS_BETTER = {
     "elbo": True,
     "reconstruction_nll": False,
     "classifier_fd_improvement": True,
+    # Style family (style_scoring): perceptual losses of the stylized held-out images, and speed.
+    "total_loss": False,
+    "content_loss": False,
+    "style_loss": False,
+    "tv_loss": False,
+    "loss_improvement": True,
+    "seconds_per_image": False,
+    "speedup_vs_gatys": True,
 }
 
 

@@ -18,6 +18,7 @@ class GenerativeEvaluatorSpec(ComponentSpec):
         "max_eval_examples": ExecutionParameter(type=int, optional=True),
         "grid_examples": ExecutionParameter(type=int, optional=True),
         "sample_config": ExecutionParameter(type=str, optional=True),
+        "style_config": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),
@@ -42,7 +43,9 @@ class GenerativeEvaluator(base_beam_component.BaseBeamComponent):
 
     Families "vae" and "gan" also need `classifier` (the DomainClassifier's model): their
     samples are scored with classifier-FD, classifier score and mode coverage as set by
-    `sample_config` (see executor.SAMPLE_DEFAULTS).
+    `sample_config` (see executor.SAMPLE_DEFAULTS). Family "style" stylizes held-out content
+    images and scores them with the VGG19 perceptual losses as set by `style_config` (see
+    style_scoring.STYLE_DEFAULTS).
     """
 
     SPEC_CLASS = GenerativeEvaluatorSpec
@@ -61,6 +64,7 @@ class GenerativeEvaluator(base_beam_component.BaseBeamComponent):
         grid_examples: int = 10,
         classifier: Optional[types.BaseChannel] = None,
         sample_config: Optional[dict] = None,
+        style_config: Optional[dict] = None,
     ):
         spec = GenerativeEvaluatorSpec(
             examples=examples,
@@ -74,6 +78,7 @@ class GenerativeEvaluator(base_beam_component.BaseBeamComponent):
             grid_examples=grid_examples,
             classifier=classifier,
             sample_config=json.dumps(sample_config or {}, sort_keys=True),
+            style_config=json.dumps(style_config or {}, sort_keys=True),
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
         )

@@ -24,6 +24,7 @@ from components.generative_evaluator import blessing as blessing_lib
 from components.generative_evaluator import metrics as metrics_lib
 from components.generative_evaluator import sample_metrics
 from components.generative_evaluator import sampling
+from trainer_modules import style_losses
 from serving import signatures as sig
 from trainer_modules import contract
 from trainer_modules import training
@@ -34,7 +35,7 @@ SAMPLES_FILE = "samples.png"
 SAMPLES_DIR = "samples"
 CANDIDATE = "candidate"
 BASELINE = "baseline"
-FAMILIES = ("autoencoder", "vae", "gan")
+FAMILIES = ("autoencoder", "vae", "gan", "style")
 UNTRAINED = "untrained"
 # Sample-metric settings (exec property `sample_config`) and their defaults.
 SAMPLE_DEFAULTS = {
@@ -186,6 +187,20 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             self._write_grid(pattern, model_dirs[CANDIDATE], feature_spec, input_key, grid_examples, grid_path)
             report["grid"] = grid_path
         reasons: List[str] = []
+        if family == "style":
+            from components.generative_evaluator import style_scoring
+
+            style_config = json.loads(exec_properties.get("style_config") or "{}")
+            style_report = style_scoring.score(model_dirs, pattern, feature_spec, style_config,
+                                               os.path.join(evaluation.uri, style_scoring.GRID_FILE))
+            for name in model_dirs:
+                scores[name].update(style_report["models"][name])
+            report.update({"grid": style_report["grid"], "identity": style_report["identity"],
+                           "gatys_reference_steps": style_report["gatys_reference_steps"],
+                           "vgg_weights": style_report["vgg_weights"]})
+            if style_report["vgg_weights"] == style_losses.VGG_RANDOM and config.get("thresholds"):
+                reasons.append("VGG19 has random weights (--vgg-weights random): its perceptual losses mean "
+                               "nothing, so the thresholds cannot be judged")
         if family in ("vae", "gan"):
             if not classifiers:
                 raise ValueError(f"GenerativeEvaluator: family {family!r} needs a `classifier` input "
