@@ -6,6 +6,7 @@ import os
 import sys
 
 from pipelines import config as config_lib
+from serving.client import ServingError
 
 # Pipeline name -> "module:function" building its tfx Pipeline (imported only when run).
 PIPELINES = {
@@ -118,6 +119,41 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("--hub-handle",
                      help="TF Hub handle or local SavedModel directory (default: "
                           "https://tfhub.dev/google/magenta/arbitrary-image-stylization-v1-256/2)")
+    serving = commands.add_parser("serving-config",
+                                  help="write TF Serving's model config file (models.config) for a serving dir")
+    serving.add_argument("--serving-dir", required=True,
+                         help="the Pusher's serving dir: <serving dir>/<model name>/<numeric version>/saved_model.pb")
+    serving.add_argument("--output", help="where the config goes (default <serving dir>/models.config)")
+    serving.add_argument("--versions", default="latest",
+                         help="versions TF Serving loads per model: latest (default), latest:K (newest K), all, or "
+                              "V[,V...] (each model serves those of them it has)")
+    serving.add_argument("--base-path-prefix",
+                         help="write base paths as PREFIX/<model name>, e.g. /models where the container mounts the "
+                              "serving dir (default: absolute paths on this machine)")
+
+    predict = commands.add_parser(
+        "predict", help="ask a model served by TF Serving (gRPC, or REST with --rest) for images; write PNGs",
+        description="Sends image files, or --num/--seed for sample signatures, to a model served by TF Serving "
+                    "and writes every output image as PNG. The request follows the signature's inputs as the "
+                    "server's model metadata lists them: num and seed -> --num/--seed; a string input -> the "
+                    "files' encoded bytes; a float images input [N, H, W, C] -> the files decoded to [0, 1].")
+    predict.add_argument("inputs", nargs="*", metavar="INPUT", help="image files (JPEG, PNG, GIF or BMP)")
+    predict.add_argument("--server", required=True,
+                         help="HOST:PORT of TF Serving's gRPC port (8500), or with --rest its REST port (8501)")
+    predict.add_argument("--rest", action="store_true", help="use TF Serving's REST API instead of gRPC")
+    predict.add_argument("--model", required=True, help="the served model name (the Pusher's model folder)")
+    predict.add_argument("--signature", default="serving_default",
+                         help="signature to call, e.g. sample, generate, stylize, stylize_bytes, reconstruct "
+                              "(default serving_default)")
+    predict.add_argument("--version", type=int, help="model version (default: the latest the server has)")
+    predict.add_argument("--num", type=int, help="sample signatures: number of images to draw (default 1)")
+    predict.add_argument("--seed", type=int, help="sample signatures: seed of the draw (default 0)")
+    predict.add_argument("--input-name", help="the input the image files feed, when the signature has several")
+    predict.add_argument("--batch-size", type=int, default=64, help="images per request (default 64)")
+    predict.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    predict.add_argument("--retries", type=int, default=3,
+                         help="retries with exponential backoff when the server is unavailable (default 3)")
+    predict.add_argument("--out-dir", required=True, help="where the output PNGs go")
     return parser
 
 
@@ -221,6 +257,18 @@ def cmd_stylize(args, out=None) -> int:
     return stylize.run(args, out=out)
 
 
+def cmd_serving_config(args, out=None) -> int:
+    from pipelines import serving_config
+
+    return serving_config.run(args, out=out)
+
+
+def cmd_predict(args, out=None) -> int:
+    from pipelines import predict
+
+    return predict.run(args, out=out)
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
@@ -229,8 +277,12 @@ def main(argv=None) -> int:
             return cmd_list()
         if args.command == "stylize":
             return cmd_stylize(args)
+        if args.command == "predict":
+            return cmd_predict(args)
+        if args.command == "serving-config":
+            return cmd_serving_config(args)
         return cmd_run(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ServingError) as error:
         print(f"genpipe: error: {error}", file=sys.stderr)
         return 2
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from serving import signatures as sig
+from serving import warmup
 from trainer_modules import contract
 from trainer_modules import training
 
@@ -215,6 +216,7 @@ def _train_and_export(fn_args, variant, config, strategy, policy):
         callbacks=[training.ImageGridCallback(fn_args.model_run_dir, preview_rows, name="inputs_and_reconstructions")],
     )
     export_autoencoder(model, encoder, decoder, tf_transform_output, fn_args.serving_model_dir)
+    warmup.add_warmup(fn_args.serving_model_dir, preview_y.numpy())  # TF Serving replays these at load
     training.write_training_summary(fn_args.model_run_dir, {
         "variant": variant,
         "strategy": type(strategy).__name__,

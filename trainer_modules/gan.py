@@ -32,6 +32,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from serving import signatures as sig
+from serving import warmup
 from trainer_modules import contract
 from trainer_modules import preprocessing
 from trainer_modules import training
@@ -481,6 +482,7 @@ def _train_and_export(fn_args, gan_config, config, strategy, policy):
         callbacks=[training.ImageGridCallback(fn_args.model_run_dir, grid_rows, name="samples_fixed_latent")],
     )
     export_generator(generator, latent_dim, variant.value_range, fn_args.serving_model_dir)
+    warmup.add_warmup(fn_args.serving_model_dir)  # TF Serving replays these at load
     training.write_png(os.path.join(fn_args.model_run_dir, "samples.png"), training.image_grid(grid_rows()))
     training.write_training_summary(fn_args.model_run_dir, {
         "variant": gan_config.variant,

@@ -27,6 +27,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from serving import signatures as sig
+from serving import warmup
 from trainer_modules import contract
 from trainer_modules import gatys
 from trainer_modules import style_losses
@@ -332,6 +333,7 @@ def _train_and_export(fn_args, style_config: StyleConfig, config, strategy, poli
         callbacks=[training.ImageGridCallback(fn_args.model_run_dir, grid_rows, name="content_and_stylized")],
     )
     export_stylizer(net, fn_args.serving_model_dir)
+    warmup.add_warmup(fn_args.serving_model_dir, preview.numpy())  # TF Serving replays these at load
     training.write_png(os.path.join(fn_args.model_run_dir, "stylized.png"), training.image_grid(grid_rows()))
     training.write_training_summary(fn_args.model_run_dir, {
         "family": "style",

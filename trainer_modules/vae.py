@@ -39,6 +39,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from serving import signatures as sig
+from serving import warmup
 from trainer_modules import contract
 from trainer_modules import training
 
@@ -363,6 +364,7 @@ def _train_and_export(fn_args, latent_dim, kl_weight, config, strategy, policy):
     final_eval = vae.evaluate(eval_ds.take(max(1, int(eval_steps))), verbose=0, return_dict=True)
 
     export_vae(vae, tf_transform_output, fn_args.serving_model_dir)
+    warmup.add_warmup(fn_args.serving_model_dir, preview.numpy())  # TF Serving replays these at load
     training.write_training_summary(fn_args.model_run_dir, {
         "family": "vae",
         "latent_dim": latent_dim,

@@ -1,0 +1,318 @@
+"""The TF Serving clients and `genpipe predict` against the in-process gRPC and REST test fixtures.
+
+Tiny SavedModels are exported with the real export code (a dense GAN generator in two versions, a
+one-residual-block style network) and served by serving.testing; results are compared with calling the
+SavedModel directly.
+"""
+import base64
+import os
+import socket
+import time
+
+import keras
+import numpy as np
+import pytest
+import requests
+import tensorflow as tf
+
+from pipelines import cli
+from serving import client as client_lib
+from serving import signatures as sig
+from serving import testing
+from trainer_modules import gan, style_transfer
+
+GAN_MODEL = "gan_dense_mnist"
+STYLE_MODEL = "style_fast"
+LATENT_DIM = 8
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serving")
+    for version, seed in ((1, 11), (2, 22)):
+        keras.utils.set_random_seed(seed)
+        generator, _ = gan.build_networks("dense", LATENT_DIM)
+        gan.export_generator(generator, LATENT_DIM, "unit", str(root / GAN_MODEL / str(version)))
+    keras.utils.set_random_seed(3)
+    net = style_transfer.build_transform_net(residual_blocks=1, base_filters=4)
+    style_transfer.export_stylizer(net, str(root / STYLE_MODEL / "1"))
+    return {GAN_MODEL: str(root / GAN_MODEL), STYLE_MODEL: str(root / STYLE_MODEL / "1")}
+
+
+@pytest.fixture(scope="module")
+def repository(model_dirs):
+    return testing.ModelRepository(model_dirs)
+
+
+@pytest.fixture(scope="module")
+def grpc_server(repository):
+    with testing.serve_grpc(repository) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def rest_server(repository):
+    with testing.serve_rest(repository) as server:
+        yield server
+
+
+@pytest.fixture(params=["grpc", "rest"])
+def served(request, grpc_server, rest_server):
+    """(server fixture, client factory) for each protocol; the server's failure injection is reset after."""
+    server = grpc_server if request.param == "grpc" else rest_server
+    make = (lambda **kw: client_lib.GrpcClient(server.address, **kw)) if request.param == "grpc" else \
+        (lambda **kw: client_lib.RestClient(server.url, **kw))
+    yield server, make
+    server.fail_next(0)
+    server.delay = 0.0
+
+
+def _direct(repository, model, version, signature, **inputs):
+    _, loaded = repository.resolve(model, version)
+    outputs = loaded.module.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+    return {k: v.numpy() for k, v in outputs.items()}
+
+
+def _random_images(count, height=12, width=16, seed=0):
+    return np.random.default_rng(seed).uniform(size=(count, height, width, 3)).astype(np.float32)
+
+
+def _sample(num=4, seed=3):
+    return {sig.NUM_INPUT: np.int32(num), sig.SEED_INPUT: np.int32(seed)}
+
+
+# ---------------------------------------------------------------------------
+# Results
+
+
+def test_sample_matches_the_saved_model_and_versions_are_selected(served, repository):
+    _, make = served
+    with make() as client:
+        latest = client.predict(GAN_MODEL, sig.SAMPLE, _sample())[sig.IMAGES_OUTPUT]
+        first = client.predict(GAN_MODEL, sig.SAMPLE, _sample(), version=1)[sig.IMAGES_OUTPUT]
+        second = client.predict(GAN_MODEL, sig.SAMPLE, _sample(), version=2)[sig.IMAGES_OUTPUT]
+    assert latest.shape == (4, 28, 28, 1) and latest.dtype == np.float32
+    for version, images in ((2, latest), (1, first)):
+        direct = _direct(repository, GAN_MODEL, version, sig.SAMPLE, num=4, seed=3)[sig.IMAGES_OUTPUT]
+        np.testing.assert_array_equal(images, direct)
+    np.testing.assert_array_equal(second, latest)
+    assert np.abs(first - second).max() > 1e-3
+
+
+def test_generate_takes_latent_points(served, repository):
+    _, make = served
+    latent = np.random.default_rng(0).normal(size=(3, LATENT_DIM)).astype(np.float32)
+    with make() as client:
+        images = client.predict(GAN_MODEL, sig.GENERATE, {sig.LATENT_INPUT: latent})[sig.IMAGES_OUTPUT]
+    direct = _direct(repository, GAN_MODEL, 2, sig.GENERATE, latent=latent)[sig.IMAGES_OUTPUT]
+    np.testing.assert_array_equal(images, direct)
+
+
+def test_bytes_inputs_and_outputs(served, repository):
+    """Encoded PNGs in (REST: as {"b64": ...}), floats and PNG bytes out, equal to the SavedModel's."""
+    _, make = served
+    images = _random_images(3)
+    pngs = [client_lib.encode_png(image) for image in images]
+    with make() as client:
+        outputs = client.predict(STYLE_MODEL, sig.STYLIZE_BYTES, {sig.IMAGE_BYTES_INPUT: pngs})
+    direct = _direct(repository, STYLE_MODEL, None, sig.STYLIZE_BYTES, image_bytes=pngs)
+    np.testing.assert_array_equal(outputs[sig.IMAGES_OUTPUT], direct[sig.IMAGES_OUTPUT])
+    assert outputs[sig.PNG_BYTES_OUTPUT].shape == (3,)
+    assert list(outputs[sig.PNG_BYTES_OUTPUT]) == list(direct[sig.PNG_BYTES_OUTPUT])
+    decoded = client_lib.decode_image_bytes(outputs[sig.PNG_BYTES_OUTPUT][0], 3)
+    np.testing.assert_allclose(decoded, outputs[sig.IMAGES_OUTPUT][0], atol=1 / 255)
+
+
+def test_rest_json_is_tf_servings(rest_server):
+    """The wire format itself: columnar inputs with b64, a single output given without its name."""
+    png = client_lib.encode_png(_random_images(1)[0])
+    body = {"signature_name": sig.STYLIZE_BYTES,
+            "inputs": {sig.IMAGE_BYTES_INPUT: [{"b64": base64.b64encode(png).decode()}]}}
+    answer = requests.post(f"{rest_server.url}/v1/models/{STYLE_MODEL}:predict", json=body, timeout=10).json()
+    assert set(answer["outputs"]) == {sig.IMAGES_OUTPUT, sig.PNG_BYTES_OUTPUT}
+    assert base64.b64decode(answer["outputs"][sig.PNG_BYTES_OUTPUT][0]["b64"]).startswith(b"\x89PNG")
+    body = {"signature_name": sig.SAMPLE, "inputs": {"num": 2, "seed": 1}}
+    answer = requests.post(f"{rest_server.url}/v1/models/{GAN_MODEL}/versions/1:predict", json=body, timeout=10)
+    assert answer.status_code == 200 and np.asarray(answer.json()["outputs"]).shape == (2, 28, 28, 1)
+    answer = requests.post(f"{rest_server.url}/v1/models/nope:predict", json=body, timeout=10)
+    assert answer.status_code == 404 and answer.json() == {"error": "Servable not found for request: Latest(nope)"}
+
+
+def test_predict_batched_splits_images_and_concatenates(served):
+    server, make = served
+    images = _random_images(7)
+    with make() as client:
+        whole = client.predict(STYLE_MODEL, sig.STYLIZE, {sig.IMAGES_INPUT: images})[sig.IMAGES_OUTPUT]
+        before = server.calls
+        batched = client.predict_batched(STYLE_MODEL, sig.STYLIZE, {sig.IMAGES_INPUT: images}, batch_size=3)
+        assert server.calls - before == 3
+        np.testing.assert_allclose(batched[sig.IMAGES_OUTPUT], whole, atol=1e-6)
+        before = server.calls
+        sampled = client.predict_batched(GAN_MODEL, sig.SAMPLE, _sample(num=5), batch_size=2)
+        assert server.calls - before == 1  # scalar inputs are never split
+        assert sampled[sig.IMAGES_OUTPUT].shape == (5, 28, 28, 1)
+        with pytest.raises(ValueError, match="first dimension"):
+            client.predict_batched(STYLE_MODEL, sig.STYLIZE, {"a": np.zeros((2, 1)), "b": np.zeros((3, 1))})
+
+
+def test_signature_info_from_model_metadata(served):
+    _, make = served
+    with make() as client:
+        info = client.signature_info(GAN_MODEL, sig.SAMPLE)
+        assert info.inputs == {sig.NUM_INPUT: client_lib.TensorInfo("int32", ()),
+                               sig.SEED_INPUT: client_lib.TensorInfo("int32", ())}
+        assert info.outputs == {sig.IMAGES_OUTPUT: client_lib.TensorInfo("float32", (None, 28, 28, 1))}
+        assert client.signature_info(STYLE_MODEL, sig.STYLIZE).inputs[sig.IMAGES_INPUT].shape == (None, None, None, 3)
+        with pytest.raises(client_lib.ServingError, match="no signature 'nope'"):
+            client.signature_info(GAN_MODEL, "nope")
+
+
+# ---------------------------------------------------------------------------
+# Errors
+
+
+@pytest.mark.parametrize("model, signature, inputs, version, grpc_status, http_status, text", [
+    ("nope", sig.SAMPLE, _sample(), None, "NOT_FOUND", 404, "Servable not found for request: Latest(nope)"),
+    (GAN_MODEL, sig.SAMPLE, _sample(), 7, "NOT_FOUND", 404, f"Specific({GAN_MODEL}, 7)"),
+    (GAN_MODEL, "nope", _sample(), None, "FAILED_PRECONDITION", 400, '"nope" not found'),
+    (GAN_MODEL, sig.SAMPLE, {"num": np.float32(2), "seed": np.int32(0)}, None, "INVALID_ARGUMENT", 400, "int32"),
+    (GAN_MODEL, sig.SAMPLE, {"num": np.int32(2)}, None, "INVALID_ARGUMENT", 400, "Missing but required: {seed}"),
+    (GAN_MODEL, sig.SAMPLE, {**_sample(), "z": np.int32(1)}, None, "INVALID_ARGUMENT", 400,
+     "input tensor alias not found in signature: z"),
+    (GAN_MODEL, sig.GENERATE, {"latent": np.zeros((2, 5), np.float32)}, None, "INVALID_ARGUMENT", 400, "shape [2, 5]"),
+])
+def test_errors_name_the_request_and_are_not_retried(served, model, signature, inputs, version, grpc_status,
+                                                     http_status, text):
+    server, make = served
+    rest = isinstance(server, testing.RestFixtureServer)
+    before = server.calls
+    with make(retries=3, backoff=0.01) as client, pytest.raises(client_lib.ServingError) as raised:
+        client.predict(model, signature, inputs, version=version)
+    error = raised.value
+    assert error.status == (f"HTTP {http_status}" if rest else grpc_status)
+    assert text in str(error)
+    where = f"model {model!r}" + ("" if version is None else f" version {version}") + f" signature {signature!r}"
+    assert str(error).startswith(f"{where} at {client.server}: {error.status}: ")
+    assert error.attempts == 1 and server.calls - before == 1
+
+
+def test_unavailable_is_retried_with_backoff(served):
+    server, make = served
+    with make(retries=3, backoff=0.05) as client:
+        server.fail_next(2)
+        before = server.calls
+        images = client.predict(GAN_MODEL, sig.SAMPLE, _sample(num=1))[sig.IMAGES_OUTPUT]
+        assert images.shape == (1, 28, 28, 1) and server.calls - before == 3
+        server.fail_next(10)
+        before, start = server.calls, time.perf_counter()
+        with pytest.raises(client_lib.ServingError) as raised:
+            client.predict(GAN_MODEL, sig.SAMPLE, _sample(num=1))
+    assert server.calls - before == 4 and raised.value.attempts == 4
+    assert time.perf_counter() - start >= 0.05 + 0.1 + 0.2
+    assert raised.value.status in ("UNAVAILABLE", "HTTP 503") and "(after 4 attempts)" in str(raised.value)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
+def test_server_down_retries_then_fails_clearly(protocol):
+    address = f"127.0.0.1:{_free_port()}"
+    client = client_lib.make_client(address, rest=protocol == "rest", timeout=2.0, retries=2, backoff=0.1)
+    start = time.perf_counter()
+    with client, pytest.raises(client_lib.ServingError) as raised:
+        client.predict(GAN_MODEL, sig.SAMPLE, _sample(), version=3)
+    assert time.perf_counter() - start >= 0.1 + 0.2
+    assert raised.value.attempts == 3
+    assert raised.value.status == ("UNAVAILABLE" if protocol == "grpc" else "CONNECTION")
+    assert str(raised.value).startswith(f"model '{GAN_MODEL}' version 3 signature 'sample' at ")
+    assert address in str(raised.value) and "(after 3 attempts)" in str(raised.value)
+
+
+def test_timeouts_are_not_retried_unless_asked(served):
+    server, make = served
+    server.delay = 0.4
+    with make(timeout=0.15, retries=2, backoff=0.01) as client:
+        before = server.calls
+        with pytest.raises(client_lib.ServingError) as raised:
+            client.predict(GAN_MODEL, sig.SAMPLE, _sample(num=1))
+        assert raised.value.status in ("DEADLINE_EXCEEDED", "TIMEOUT") and raised.value.attempts == 1
+    with make(timeout=0.15, retries=1, backoff=0.01, retry_timeouts=True) as client:
+        with pytest.raises(client_lib.ServingError) as raised:
+            client.predict(GAN_MODEL, sig.SAMPLE, _sample(num=1))
+        assert raised.value.attempts == 2
+    time.sleep(0.3)  # the delayed handlers finish before the next test counts calls
+    assert server.calls - before == 3
+
+
+# ---------------------------------------------------------------------------
+# genpipe predict
+
+
+def _write_pngs(directory, count, height=12, width=16):
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for index, image in enumerate(_random_images(count, height, width, seed=5)):
+        path = os.path.join(directory, f"content{index}.png")
+        with open(path, "wb") as f:
+            f.write(client_lib.encode_png(image))
+        paths.append(path)
+    return paths
+
+
+def _png_shape(path):
+    with open(path, "rb") as f:
+        return client_lib.decode_image_bytes(f.read()).shape
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
+def test_cli_predict_sample(protocol, grpc_server, rest_server, repository, tmp_path, capsys):
+    server = grpc_server if protocol == "grpc" else rest_server
+    out_dir = tmp_path / "out"
+    flags = ["--rest"] if protocol == "rest" else []
+    code = cli.main(["predict", "--server", server.address, *flags, "--model", GAN_MODEL, "--signature", sig.SAMPLE,
+                     "--version", "1", "--num", "3", "--seed", "4", "--out-dir", str(out_dir)])
+    assert code == 0
+    names = sorted(os.listdir(out_dir))
+    assert names == [f"sample-s4-{i:04d}-images.png" for i in range(3)]
+    expected = _direct(repository, GAN_MODEL, 1, sig.SAMPLE, num=3, seed=4)[sig.IMAGES_OUTPUT]
+    with open(out_dir / names[1], "rb") as f:
+        np.testing.assert_allclose(client_lib.decode_image_bytes(f.read()), expected[1], atol=0.5 / 255 + 1e-6)
+    printed = capsys.readouterr().out
+    assert "wrote 3 files" in printed and str(out_dir / names[0]) in printed
+
+
+@pytest.mark.parametrize("protocol, signature", [("rest", sig.STYLIZE_BYTES), ("grpc", sig.STYLIZE),
+                                                 ("grpc", sig.SERVING_DEFAULT)])
+def test_cli_predict_image_files(protocol, signature, grpc_server, rest_server, tmp_path, capsys):
+    server = grpc_server if protocol == "grpc" else rest_server
+    inputs = _write_pngs(tmp_path / "in", 3) + _write_pngs(tmp_path / "in_small", 1, 8, 8)
+    out_dir = tmp_path / "out"
+    flags = ["--rest"] if protocol == "rest" else []
+    code = cli.main(["predict", "--server", server.address, *flags, "--model", STYLE_MODEL, "--signature", signature,
+                     "--batch-size", "2", "--out-dir", str(out_dir), *inputs])
+    assert code == 0
+    outputs = [sig.IMAGES_OUTPUT] + ([sig.PNG_BYTES_OUTPUT] if signature != sig.STYLIZE else [])
+    # the two inputs named content0.png get distinct stems
+    stems = ["content0", "content1", "content2", "content0-2"]
+    assert sorted(os.listdir(out_dir)) == sorted(f"{s}-{o}.png" for s in stems for o in outputs)
+    assert _png_shape(out_dir / "content1-images.png") == (12, 16, 3)
+    assert _png_shape(out_dir / "content0-2-images.png") == (8, 8, 3)
+    assert f"wrote {len(stems) * len(outputs)} files" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "nope", "--signature", sig.SAMPLE, "--num", "2"], "model 'nope' signature 'sample' at "),
+    (["--model", GAN_MODEL, "--signature", sig.SAMPLE], "nothing to predict"),
+    (["--model", STYLE_MODEL, "--signature", sig.STYLIZE, "--num", "2"], "only apply to sample signatures"),
+    (["--model", GAN_MODEL, "--signature", sig.SAMPLE, "missing.png"], "missing.png does not exist"),
+])
+def test_cli_predict_errors(argv, message, grpc_server, tmp_path, capsys):
+    code = cli.main(["predict", "--server", grpc_server.address, "--retries", "0", "--out-dir", str(tmp_path),
+                     *argv])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("genpipe: error: ") and message in err
