@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.genpipe-installed
 
-.PHONY: setup run test benchmark benchmark-generative benchmark-faces benchmark-style lock clean-runs
+.PHONY: setup run test benchmark benchmark-generative benchmark-faces benchmark-style benchmark-serving lock clean-runs
 
 setup: $(STAMP)
 
@@ -38,6 +38,9 @@ benchmark-faces: $(STAMP)
 
 benchmark-style: $(STAMP)
 	$(BIN)/python benchmarks/style_transfer.py
+
+benchmark-serving: $(STAMP)
+	$(BIN)/python benchmarks/serving_latency.py
 
 lock:
 	$(BIN)/uv pip compile requirements.in --override overrides.txt --python-version 3.11 -o requirements.lock
