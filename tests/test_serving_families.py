@@ -22,28 +22,15 @@ DIGIT_SHAPE = (28, 28, 1)
 NUM, SEED = 3, 5
 STYLE_CONTENT = make_face_images(2, seed=11)[:, 5:35, 3:41]  # 30x38: not a multiple of 4, the net pads
 
-AUTOENCODER_SIGNATURES = {
-    sig.SERVING_DEFAULT: {sig.RECONSTRUCTION_OUTPUT},
-    sig.RECONSTRUCT: {sig.RECONSTRUCTION_OUTPUT},
-    sig.ENCODE: {sig.LATENT_OUTPUT},
-    sig.DECODE: {sig.RECONSTRUCTION_OUTPUT},
+def _convention(family: str) -> str:
+    return "gan" if family.startswith("gan") else family
+
+
+EXPECTED_SIGNATURES = {  # signature -> output names, per exported family, from serving.signatures
+    family: {name: set(outputs) for name, (_, outputs) in sig.FAMILY_SIGNATURES[_convention(family)].items()}
+    for family in FAMILIES
 }
-GAN_SIGNATURES = {sig.SERVING_DEFAULT: {sig.IMAGES_OUTPUT}, sig.SAMPLE: {sig.IMAGES_OUTPUT},
-                  sig.GENERATE: {sig.IMAGES_OUTPUT}}
-EXPECTED_SIGNATURES = {  # signature -> output names, per family
-    "autoencoder": AUTOENCODER_SIGNATURES,
-    "vae": {**AUTOENCODER_SIGNATURES,
-            sig.ENCODE: {sig.MU_OUTPUT, sig.LOG_VAR_OUTPUT},
-            sig.GENERATE: {sig.IMAGES_OUTPUT},
-            sig.SAMPLE: {sig.IMAGES_OUTPUT},
-            sig.ELBO: {sig.ELBO_OUTPUT, sig.RECONSTRUCTION_NLL_OUTPUT, sig.KL_OUTPUT}},
-    "gan-dense": GAN_SIGNATURES,
-    "gan-dcgan": GAN_SIGNATURES,
-    "style": {sig.STYLIZE: {sig.IMAGES_OUTPUT},
-              sig.STYLIZE_BYTES: {sig.IMAGES_OUTPUT, sig.PNG_BYTES_OUTPUT},
-              sig.SERVING_DEFAULT: {sig.IMAGES_OUTPUT, sig.PNG_BYTES_OUTPUT}},
-}
-UNIT_RANGE_OUTPUTS = {sig.IMAGES_OUTPUT, sig.RECONSTRUCTION_OUTPUT}
+UNIT_RANGE_OUTPUTS = {name for name, spec in sig.OUTPUTS.items() if spec.value_range == (0.0, 1.0)}
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +155,23 @@ def test_warmup_covers_every_signature_and_replays_over_rest(family, served):
         outputs = client.predict(family, signature, inputs)
         assert set(outputs) == EXPECTED_SIGNATURES[family][signature], (family, signature)
         assert_same_outputs(outputs, call_loaded(function, specs, inputs), f"{family} warmup {signature}")
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_exported_signatures_follow_the_convention_table(family, served):
+    """Input and output names and dtypes of every signature are the ones serving.signatures documents."""
+    _, export_dirs, _ = served
+    loaded = tf.saved_model.load(export_dirs[family])
+    table = sig.FAMILY_SIGNATURES[_convention(family)]
+    assert set(loaded.signatures) == set(table)
+    for name, (inputs, outputs) in table.items():
+        function = loaded.signatures[name]
+        specs = function.structured_input_signature[1]
+        assert set(specs) == set(inputs), (family, name)
+        for key, spec in specs.items():
+            assert spec.dtype.name == sig.INPUTS[key].dtype, (family, name, key)
+            assert spec.shape.rank == len(sig.INPUTS[key].shape) or key == sig.LATENT_INPUT, (family, name, key)
+        results = function.structured_outputs
+        assert set(results) == set(outputs), (family, name)
+        for key, spec in results.items():
+            assert spec.dtype.name == sig.OUTPUTS[key].dtype, (family, name, key)
