@@ -246,22 +246,13 @@ def build_face_data(root: str, args) -> dict:
     preprocessing_fn gets image_shape 64x64x3 and value_range "symmetric"; the output layout is
     train_throughput.build_transformed_data's, so the project and reference code read both alike.
     """
-    import apache_beam as beam
     import tensorflow_transform as tft
-    import tensorflow_transform.beam as tft_beam
-    from tensorflow_transform.tf_metadata import metadata_io
-    from tfx_bsl.public import tfxio
 
-    paths = {"transform_graph": os.path.join(root, "transform_graph"), "examples": os.path.join(root, "examples")}
     settings = {"face_examples": args.face_examples, "face_train_examples": args.face_train_examples,
                 "seed": args.seed, "generator": "face_like_images"}
-    marker = os.path.join(root, tt.DATA_MARKER)
-    if os.path.exists(marker):
-        with open(marker) as f:
-            if json.load(f) == settings:
-                print(f"Reusing transformed faces in {root}")
-                return paths
-        shutil.rmtree(root)
+    paths = tt.reusable_transformed_data(root, settings)
+    if paths:
+        return paths
     os.makedirs(root, exist_ok=True)
 
     started = time.time()
@@ -274,33 +265,7 @@ def build_face_data(root: str, args) -> dict:
     })
     transform_config = {preprocessing.IMAGE_SHAPE: list(contract.CELEBA_SHAPE),
                         preprocessing.VALUE_RANGE: value_range_of("dcgan64", args), preprocessing.SEED: args.seed}
-
-    def preprocessing_fn(inputs):
-        return preprocessing.preprocessing_fn(inputs, transform_config)
-
-    coder = tfxio.TFExampleBeamRecord(physical_format="tfrecord", schema=raw_metadata.schema,
-                                      raw_record_column_name=None)
-    with tft_beam.Context(temp_dir=os.path.join(root, "tmp")):
-        with beam.Pipeline() as pipeline:
-            train = pipeline | "Train" >> beam.Create(raw[contract.TRAIN_SPLIT]) | "DecodeTrain" >> coder.BeamSource()
-            evals = pipeline | "Eval" >> beam.Create(raw[contract.EVAL_SPLIT]) | "DecodeEval" >> coder.BeamSource()
-            adapter_config = coder.TensorAdapterConfig()
-            (train_out, _), transform_fn = (
-                (train, adapter_config) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn))
-            eval_out, _ = ((evals, adapter_config), transform_fn) | tft_beam.TransformDataset()
-            _ = transform_fn | tft_beam.WriteTransformFn(paths["transform_graph"])
-            for name, data in ((contract.TRAIN_SPLIT, train_out), (contract.EVAL_SPLIT, eval_out)):
-                _ = (
-                    data
-                    | f"Encode{name}" >> beam.Map(tt.transformed_example)
-                    | f"Write{name}" >> beam.io.WriteToTFRecord(
-                        os.path.join(paths["examples"], f"Split-{name}", "transformed_examples"),
-                        file_name_suffix=".gz")
-                )
-    metadata_io.write_metadata(
-        raw_metadata, os.path.join(paths["transform_graph"], tft.TFTransformOutput.RAW_METADATA_DIR))
-    with open(marker, "w") as f:
-        json.dump(settings, f)
+    paths = tt.write_transformed_data(root, raw, raw_metadata, transform_config, settings)
     print(f"Transformed {args.face_examples} generated 64x64 faces in {time.time() - started:.1f}s into {root}")
     return paths
 

@@ -175,35 +175,35 @@ def transformed_example(instance) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def build_transformed_data(root: str, args) -> dict:
-    """Analyze-and-transform the digits with tft_beam; returns the Transform-like paths."""
-    paths = {"transform_graph": os.path.join(root, "transform_graph"), "examples": os.path.join(root, "examples")}
-    settings = {"examples": args.examples, "train_examples": args.train_examples,
-                "noise_factor": args.noise_factor, "seed": args.seed}
+def transformed_paths(root: str) -> dict:
+    return {"transform_graph": os.path.join(root, "transform_graph"), "examples": os.path.join(root, "examples")}
+
+
+def reusable_transformed_data(root: str, settings: dict):
+    """The paths under root when they were transformed with these settings; else None (root is cleared)."""
     marker = os.path.join(root, DATA_MARKER)
     if os.path.exists(marker):
         with open(marker) as f:
             if json.load(f) == settings:
                 print(f"Reusing transformed data in {root}")
-                return paths
+                return transformed_paths(root)
         shutil.rmtree(root)
+    return None
 
-    started = time.time()
-    images, labels = mnist_digits(args.examples)
-    records = png_examples(images, labels)
-    raw = {contract.TRAIN_SPLIT: records[:args.train_examples], contract.EVAL_SPLIT: records[args.train_examples:]}
-    feature_spec = {
-        contract.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
-        contract.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
-    }
-    raw_metadata = tft.DatasetMetadata.from_feature_spec(feature_spec)
-    schema = raw_metadata.schema
-    transform_config = {preprocessing.NOISE_FACTOR: args.noise_factor, preprocessing.SEED: args.seed}
+
+def write_transformed_data(root: str, raw: dict, raw_metadata, transform_config: dict, settings: dict) -> dict:
+    """Analyze-and-transform raw serialized tf.Examples {split: records} with the project's preprocessing_fn.
+
+    Writes what the Transform component would (transform graph with the raw metadata, gzipped
+    transformed examples per split) and a marker of `settings`; returns the paths.
+    """
+    paths = transformed_paths(root)
 
     def preprocessing_fn(inputs):
         return preprocessing.preprocessing_fn(inputs, transform_config)
 
-    coder = tfxio.TFExampleBeamRecord(physical_format="tfrecord", schema=schema, raw_record_column_name=None)
+    coder = tfxio.TFExampleBeamRecord(physical_format="tfrecord", schema=raw_metadata.schema,
+                                      raw_record_column_name=None)
     with tft_beam.Context(temp_dir=os.path.join(root, "tmp")):
         with beam.Pipeline() as pipeline:
             train = pipeline | "Train" >> beam.Create(raw[contract.TRAIN_SPLIT]) | "DecodeTrain" >> coder.BeamSource()
@@ -223,8 +223,28 @@ def build_transformed_data(root: str, args) -> dict:
     # The Transform component also records the raw schema; the export's serving signature reads it.
     metadata_io.write_metadata(
         raw_metadata, os.path.join(paths["transform_graph"], tft.TFTransformOutput.RAW_METADATA_DIR))
-    with open(marker, "w") as f:
+    with open(os.path.join(root, DATA_MARKER), "w") as f:
         json.dump(settings, f)
+    return paths
+
+
+def build_transformed_data(root: str, args) -> dict:
+    """Analyze-and-transform the digits with tft_beam; returns the Transform-like paths."""
+    settings = {"examples": args.examples, "train_examples": args.train_examples,
+                "noise_factor": args.noise_factor, "seed": args.seed}
+    paths = reusable_transformed_data(root, settings)
+    if paths:
+        return paths
+    started = time.time()
+    images, labels = mnist_digits(args.examples)
+    records = png_examples(images, labels)
+    raw = {contract.TRAIN_SPLIT: records[:args.train_examples], contract.EVAL_SPLIT: records[args.train_examples:]}
+    raw_metadata = tft.DatasetMetadata.from_feature_spec({
+        contract.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+        contract.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+    })
+    transform_config = {preprocessing.NOISE_FACTOR: args.noise_factor, preprocessing.SEED: args.seed}
+    paths = write_transformed_data(root, raw, raw_metadata, transform_config, settings)
     print(f"Transformed {args.examples} MNIST digits in {time.time() - started:.1f}s into {root}")
     return paths
 
