@@ -143,19 +143,21 @@ def _custom(artifact, name):
 
 
 def rejects_summary(outputs: Dict[str, List[metadata_store_pb2.Artifact]]) -> Optional[dict]:
-    """The CelebA ExampleGen's rejected source images: counts by reason and split, and where they are listed."""
-    rejects = outputs.get("rejects")
+    """The image ExampleGens' rejected source images: counts by reason and split, and where they are listed."""
+    from components.celeba_example_gen import executor as rejects_lib
+
+    rejects = outputs.get(rejects_lib.REJECTS_KEY)
     if not rejects:
         return None
     artifact = rejects[0]
-    counts = _custom(artifact, "reject_counts")
+    counts = _custom(artifact, rejects_lib.REJECT_COUNTS_PROPERTY)
     return {
-        "total": _custom(artifact, "num_rejects"),
-        "input_images": _custom(artifact, "num_input_images"),
-        "fraction": _custom(artifact, "reject_fraction"),
-        "max_fraction": _custom(artifact, "max_reject_fraction"),
+        "total": _custom(artifact, rejects_lib.NUM_REJECTS_PROPERTY),
+        "input_images": _custom(artifact, rejects_lib.NUM_INPUT_IMAGES_PROPERTY),
+        "fraction": _custom(artifact, rejects_lib.REJECT_FRACTION_PROPERTY),
+        "max_fraction": _custom(artifact, rejects_lib.MAX_REJECT_FRACTION_PROPERTY),
         "counts": json.loads(counts) if counts else None,
-        "list": os.path.join(artifact.uri, "rejects.jsonl"),
+        "list": os.path.join(artifact.uri, rejects_lib.REJECTS_FILE),
     }
 
 
