@@ -164,14 +164,9 @@ def perceptual_loss(extractor, styled, content_pixels, style_grams, weights) -> 
     with the batch size. `loss` is their StyleWeights combination.
     """
     styled_features = extractor(styled)
-    content_features = extractor(content_pixels)["content"]
-    content = tf.add_n([
-        tf.reduce_mean(0.5 * tf.reduce_sum(tf.square(s - c), axis=[1, 2, 3]))
-        for s, c in zip(styled_features["content"], content_features)])
-    # Targets are the style image's Grams [1, C, C]; they broadcast over the batch.
-    style = tf.add_n([tf.reduce_mean(tf.square(g - target))
-                      for g, target in zip(styled_features["style"], style_grams)]) / len(style_grams)
-    tv = tf.reduce_mean(tf.image.total_variation(styled))
+    content = style_losses.content_loss(styled_features["content"], extractor(content_pixels)["content"])
+    style = style_losses.style_loss(styled_features["style"], style_grams)  # the style's Grams broadcast
+    tv = style_losses.total_variation_loss(styled)
     loss = weights.content_weight * content + weights.style_weight * style + weights.tv_weight * tv
     return {"loss": loss, "content": content, "style": style, "tv": tv}
 
