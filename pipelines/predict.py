@@ -4,16 +4,19 @@ Which request is sent follows the signature the user names, as the server descri
 
 - `--num N [--seed S]`: signatures taking the int32 scalars `num` and `seed` (`sample` of the vae and gan,
   and the gan's `serving_default`): N images drawn with seed S (default 0).
-- INPUT files, signature with a string input (`serving_default` of the autoencoder and style models,
+- INPUT files, signature with a string input (`serving_default` of the autoencoder, vae and style models,
   `stylize_bytes`): the files' encoded bytes as they are (JPEG/PNG).
 - INPUT files, signature with a float `images` input [N, H, W, C] (`stylize`, `reconstruct`, `encode`,
   `elbo`): the files decoded to float [0, 1] with C channels; H and W must match when the signature fixes them.
 - `--input-name` picks the input when a signature has several.
 
 Files are sent in batches of --batch-size along the first axis; files of different sizes go in different
-requests. Every float output of rank 4 (images in [0, 1]) is written as `<stem>-<output>.png`, every bytes
-output (`png_bytes`) as it is, other outputs (latent, mu, elbo...) as `<stem>-<output>.npy`; a sample's
-stem is `sample-s<seed>-<index>`. Errors are ValueError, FileNotFoundError or serving.client.ServingError,
+requests. Every float output of rank 4 (images in [0, 1]) is written as `<stem>-<output>.png`, other
+outputs (latent, mu, elbo...) as `<stem>-<output>.npy`; a sample's stem is `sample-s<seed>-<index>`.
+When the signature also returns `png_bytes` (the `serving_default` of every image family, `stylize_bytes`),
+the server's PNGs are written as they are, under the name of the float image output they encode
+(`<stem>-images.png`, `<stem>-reconstruction.png`), and that float output is not asked for (gRPC sends an
+output_filter; over REST the client drops it). Errors are ValueError, FileNotFoundError or serving.client.ServingError,
 which `genpipe` prints as `genpipe: error: ...` with exit code 2.
 """
 import os
@@ -104,6 +107,23 @@ def image_batches(paths, name: str, tensor: client_lib.TensorInfo):
         yield [path for path, _ in members], np.stack([image for _, image in members]).astype(tensor.dtype)
 
 
+def _is_image(tensor: client_lib.TensorInfo) -> bool:
+    shape = tensor.shape
+    return tensor.dtype in ("float32", "float16", "float64") and (shape is None or len(shape) == 4)
+
+
+def png_plan(info: client_lib.SignatureInfo):
+    """(output_filter, png_name): what to ask the signature for and the file name its `png_bytes` take.
+
+    With `png_bytes` and one float image output, the PNGs replace that output: the filter names every
+    other output, and the PNG files are named after the image output. Otherwise (None, None): all outputs.
+    """
+    images = [name for name, tensor in info.outputs.items() if _is_image(tensor)]
+    if sig.PNG_BYTES_OUTPUT not in info.outputs or len(images) != 1:
+        return None, None
+    return sorted(name for name in info.outputs if name != images[0]), images[0]
+
+
 def _shape(shape) -> str:
     return "unknown" if shape is None else "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
 
@@ -117,10 +137,14 @@ def _unique_stem(stem: str, used: set) -> str:
     return candidate
 
 
-def write_outputs(outputs: dict, stems, out_dir: str) -> list:
-    """Writes output item i of every output under stems[i]; returns the paths written."""
+def write_outputs(outputs: dict, stems, out_dir: str, png_name=None) -> list:
+    """Writes output item i of every output under stems[i]; returns the paths written.
+
+    `png_name`: the file name of the `png_bytes` output (`<stem>-<png_name>.png`), default its own.
+    """
     written = []
-    for name, value in outputs.items():
+    for output, value in outputs.items():
+        name = png_name if output == sig.PNG_BYTES_OUTPUT and png_name else output
         value = np.asarray(value)
         if value.ndim == 0 or value.shape[0] != len(stems):
             path = os.path.join(out_dir, f"{name}.npy")
@@ -151,22 +175,25 @@ def run(args, out=None) -> int:
     client = client_lib.make_client(args.server, rest=args.rest, timeout=args.timeout, retries=args.retries)
     try:
         info = client.signature_info(args.model, args.signature, args.version)
+        output_filter, png_name = png_plan(info)
         os.makedirs(args.out_dir, exist_ok=True)
         written = []
         if not args.inputs:
             seed = args.seed or 0
             outputs = client.predict(args.model, args.signature, sample_request(info, args.num or 1, seed),
-                                     version=args.version)
+                                     version=args.version, output_filter=output_filter)
             count = len(next(iter(outputs.values()), []))
-            written += write_outputs(outputs, [f"sample-s{seed}-{i:04d}" for i in range(count)], args.out_dir)
+            written += write_outputs(outputs, [f"sample-s{seed}-{i:04d}" for i in range(count)], args.out_dir,
+                                     png_name)
         else:
             name = choose_input(info, args.input_name)
             used = set()
             for paths, batch in image_batches(args.inputs, name, info.inputs[name]):
                 outputs = client.predict_batched(args.model, args.signature, {name: batch},
-                                                 batch_size=args.batch_size, version=args.version)
+                                                 batch_size=args.batch_size, version=args.version,
+                                                 output_filter=output_filter)
                 stems = [_unique_stem(os.path.splitext(os.path.basename(p))[0], used) for p in paths]
-                written += write_outputs(outputs, stems, args.out_dir)
+                written += write_outputs(outputs, stems, args.out_dir, png_name)
     finally:
         client.close()
     for path in written:

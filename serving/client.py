@@ -7,6 +7,13 @@ over HTTP) and offer the same calls:
     images = client.predict("gan_dense_mnist", sig.SAMPLE, {sig.NUM_INPUT: np.int32(16),
                                                             sig.SEED_INPUT: np.int32(0)})[sig.IMAGES_OUTPUT]
     styled = client.predict_batched("style", sig.STYLIZE_BYTES, {sig.IMAGE_BYTES_INPUT: image_file_bytes(paths)})
+    pngs = client.predict("gan_dense_mnist", sig.SERVING_DEFAULT, {...},
+                          output_filter=[sig.PNG_BYTES_OUTPUT])[sig.PNG_BYTES_OUTPUT]
+
+Output filter: `predict` and `predict_batched` take `output_filter`, the names of the outputs wanted
+(None or empty: all of them), e.g. only `png_bytes` of a `serving_default` that also returns the float
+images. Over gRPC it is PredictRequest.output_filter, so TF Serving sends only those tensors; TF
+Serving's REST API has no filter, so the RestClient receives every output and keeps the named ones.
 
 Retries: a call is retried with exponential backoff (`backoff`, 2 x backoff, 4 x backoff, ...) up to
 `retries` times when the server could not be reached or said it is unavailable (gRPC UNAVAILABLE, HTTP
@@ -127,6 +134,15 @@ def encode_png(image: np.ndarray) -> bytes:
 # Shared client logic
 
 
+def _filter_names(output_filter) -> Tuple[str, ...]:
+    """An output filter as a tuple of names; a single name may be given as a string."""
+    if output_filter is None:
+        return ()
+    if isinstance(output_filter, str):
+        return (output_filter,)
+    return tuple(output_filter)
+
+
 def _as_array(value) -> np.ndarray:
     """Inputs as numpy; bytes become object arrays (numpy's 'S' dtype would drop trailing NUL bytes)."""
     if isinstance(value, np.ndarray):
@@ -149,19 +165,22 @@ class _Client:
     backoff: float
     retry_timeouts: bool
 
-    def predict(self, model: str, signature: str, inputs: dict, version: Optional[int] = None) -> Dict[str, np.ndarray]:
+    def predict(self, model: str, signature: str, inputs: dict, version: Optional[int] = None,
+                output_filter: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
         raise NotImplementedError
 
     def signature_info(self, model: str, signature: str, version: Optional[int] = None) -> SignatureInfo:
         raise NotImplementedError
 
     def predict_batched(self, model: str, signature: str, inputs: dict, batch_size: int = 64,
-                        version: Optional[int] = None) -> Dict[str, np.ndarray]:
+                        version: Optional[int] = None, output_filter: Optional[Sequence[str]] = None
+                        ) -> Dict[str, np.ndarray]:
         """`predict` in requests of at most `batch_size` along axis 0, outputs concatenated.
 
         Inputs of rank >= 1 (images, image bytes, latent points) are split and must share their first
         dimension; scalar inputs (num, seed) go unchanged with every request, so a `sample` request is
-        never split (splitting would change which points are drawn).
+        never split (splitting would change which points are drawn). `output_filter` goes with every
+        request (see `predict`).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -171,12 +190,12 @@ class _Client:
             raise ValueError(f"batched inputs of {model}/{signature} differ in their first dimension: {sizes}")
         total = next(iter(sizes.values()), 0)
         if not sizes or total <= batch_size:
-            return self.predict(model, signature, arrays, version=version)
+            return self.predict(model, signature, arrays, version=version, output_filter=output_filter)
         parts = []
         for start in range(0, total, batch_size):
             chunk = {name: array[start:start + batch_size] if name in sizes else array
                      for name, array in arrays.items()}
-            parts.append(self.predict(model, signature, chunk, version=version))
+            parts.append(self.predict(model, signature, chunk, version=version, output_filter=output_filter))
         return {name: np.concatenate([part[name] for part in parts], axis=0) if parts[0][name].ndim >= 1
                 else np.stack([part[name] for part in parts]) for name in parts[0]}
 
@@ -248,13 +267,20 @@ class GrpcClient(_Client):
         if version is not None:
             spec.version.value = int(version)
 
-    def predict(self, model: str, signature: str, inputs: dict, version: Optional[int] = None) -> Dict[str, np.ndarray]:
-        """One PredictRequest: inputs name -> numpy (or python values), outputs name -> numpy."""
+    def predict(self, model: str, signature: str, inputs: dict, version: Optional[int] = None,
+                output_filter: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
+        """One PredictRequest: inputs name -> numpy (or python values), outputs name -> numpy.
+
+        `output_filter`: names of the outputs to return (None or empty: all), sent as the request's
+        output_filter, so TF Serving fetches and sends only those; an unknown name is the server's
+        INVALID_ARGUMENT.
+        """
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
         request = predict_pb2.PredictRequest()
         self._model_spec(request.model_spec, model, signature, version)
+        request.output_filter.extend(_filter_names(output_filter))
         for name, value in inputs.items():
             try:
                 request.inputs[name].CopyFrom(tf.make_tensor_proto(_as_array(value)))
@@ -384,7 +410,15 @@ class RestClient(_Client):
             raise _HttpStatus(response.status_code, f"the answer is not a JSON object: {response.text[:200]!r}")
         return payload
 
-    def predict(self, model: str, signature: str, inputs: dict, version: Optional[int] = None) -> Dict[str, np.ndarray]:
+    def predict(self, model: str, signature: str, inputs: dict, version: Optional[int] = None,
+                output_filter: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
+        """One `:predict` call: inputs name -> numpy (or python values), outputs name -> numpy.
+
+        `output_filter`: names of the outputs to return (None or empty: all). TF Serving's REST API has no
+        output filter, so the server sends every output and the client keeps the named ones;
+        a name the answer lacks raises ServingError. Use gRPC to save the transfer of unwanted outputs.
+        """
+        wanted = _filter_names(output_filter)
         body = {"signature_name": signature,
                 "inputs": {name: _to_json(_as_array(value)) for name, value in inputs.items()}}
         payload = self._with_retries(lambda: self._send("POST", self._url(model, version, ":predict"), body),
@@ -394,7 +428,12 @@ class RestClient(_Client):
         outputs = payload["outputs"]
         if not isinstance(outputs, dict):
             outputs = {self._single_output_name(model, signature, version): outputs}
-        return {name: _from_json(value) for name, value in outputs.items()}
+        missing = [name for name in wanted if name not in outputs]
+        if missing:
+            raise self._error(model, version, signature, "INVALID_ARGUMENT",
+                              f"output_filter names {missing}, which the signature does not return; it returns "
+                              f"{sorted(outputs)} (REST has no output filter: the client selects the outputs)")
+        return {name: _from_json(value) for name, value in outputs.items() if not wanted or name in wanted}
 
     def _single_output_name(self, model, signature, version):
         key = (model, signature, version)

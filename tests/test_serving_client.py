@@ -123,6 +123,29 @@ def test_bytes_inputs_and_outputs(served, repository):
     np.testing.assert_allclose(decoded, outputs[sig.IMAGES_OUTPUT][0], atol=1 / 255)
 
 
+def test_output_filter_returns_only_the_named_outputs(served, repository):
+    """gRPC sends PredictRequest.output_filter; REST has none, so the client keeps the named outputs."""
+    server, make = served
+    with make() as client:
+        pngs = client.predict(GAN_MODEL, sig.SERVING_DEFAULT, _sample(num=3), output_filter=[sig.PNG_BYTES_OUTPUT])
+        assert set(pngs) == {sig.PNG_BYTES_OUTPUT} and pngs[sig.PNG_BYTES_OUTPUT].shape == (3,)
+        direct = _direct(repository, GAN_MODEL, None, sig.SERVING_DEFAULT, num=3, seed=3)
+        assert list(pngs[sig.PNG_BYTES_OUTPUT]) == list(direct[sig.PNG_BYTES_OUTPUT])
+        both = client.predict(GAN_MODEL, sig.SERVING_DEFAULT, _sample(num=3), output_filter=())
+        assert set(both) == {sig.IMAGES_OUTPUT, sig.PNG_BYTES_OUTPUT}  # empty filter: every output
+        pixels = np.stack([tf.io.decode_png(png).numpy() for png in both[sig.PNG_BYTES_OUTPUT]])
+        np.testing.assert_array_equal(pixels, np.round(both[sig.IMAGES_OUTPUT] * 255).astype(np.uint8))
+        batched = client.predict_batched(STYLE_MODEL, sig.STYLIZE_BYTES,
+                                         {sig.IMAGE_BYTES_INPUT: [client_lib.encode_png(i) for i in _random_images(3)]},
+                                         batch_size=2, output_filter=sig.PNG_BYTES_OUTPUT)
+        assert set(batched) == {sig.PNG_BYTES_OUTPUT} and batched[sig.PNG_BYTES_OUTPUT].shape == (3,)
+        with pytest.raises(client_lib.ServingError) as raised:
+            client.predict(GAN_MODEL, sig.SAMPLE, _sample(num=1), output_filter=[sig.PNG_BYTES_OUTPUT])
+    assert raised.value.status == "INVALID_ARGUMENT"  # the server's over gRPC, the client's own over REST
+    assert sig.PNG_BYTES_OUTPUT in str(raised.value) and str(raised.value).startswith(
+        f"model {GAN_MODEL!r} signature 'sample' at {client.server}: ")
+
+
 def test_rest_json_is_tf_servings(rest_server):
     """The wire format itself: columnar inputs with b64, a single output given without its name."""
     png = client_lib.encode_png(_random_images(1)[0])
@@ -268,26 +291,51 @@ def _png_shape(path):
         return client_lib.decode_image_bytes(f.read()).shape
 
 
-@pytest.mark.parametrize("protocol", ["grpc", "rest"])
-def test_cli_predict_sample(protocol, grpc_server, rest_server, repository, tmp_path, capsys):
+@pytest.fixture
+def predict_calls(monkeypatch):
+    """The output_filter of every predict call the clients make (spied on both client classes)."""
+    calls = []
+    for cls in (client_lib.GrpcClient, client_lib.RestClient):
+        original = cls.predict
+
+        def spy(self, *args, _original=original, **kwargs):
+            calls.append(kwargs.get("output_filter"))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "predict", spy)
+    return calls
+
+
+@pytest.mark.parametrize("protocol, signature", [("grpc", sig.SAMPLE), ("rest", sig.SAMPLE),
+                                                 ("grpc", sig.SERVING_DEFAULT), ("rest", sig.SERVING_DEFAULT)])
+def test_cli_predict_sample(protocol, signature, grpc_server, rest_server, repository, predict_calls, tmp_path,
+                            capsys):
+    """`sample` returns floats, encoded here; `serving_default` also returns png_bytes, written as they are."""
     server = grpc_server if protocol == "grpc" else rest_server
     out_dir = tmp_path / "out"
     flags = ["--rest"] if protocol == "rest" else []
-    code = cli.main(["predict", "--server", server.address, *flags, "--model", GAN_MODEL, "--signature", sig.SAMPLE,
+    code = cli.main(["predict", "--server", server.address, *flags, "--model", GAN_MODEL, "--signature", signature,
                      "--version", "1", "--num", "3", "--seed", "4", "--out-dir", str(out_dir)])
     assert code == 0
     names = sorted(os.listdir(out_dir))
     assert names == [f"sample-s4-{i:04d}-images.png" for i in range(3)]
-    expected = _direct(repository, GAN_MODEL, 1, sig.SAMPLE, num=3, seed=4)[sig.IMAGES_OUTPUT]
+    direct = _direct(repository, GAN_MODEL, 1, signature, num=3, seed=4)
     with open(out_dir / names[1], "rb") as f:
-        np.testing.assert_allclose(client_lib.decode_image_bytes(f.read()), expected[1], atol=0.5 / 255 + 1e-6)
+        data = f.read()
+    np.testing.assert_allclose(client_lib.decode_image_bytes(data), direct[sig.IMAGES_OUTPUT][1], atol=0.5 / 255 + 1e-6)
+    if signature == sig.SERVING_DEFAULT:  # the server's PNG, byte for byte, and no float images asked for
+        assert data == direct[sig.PNG_BYTES_OUTPUT][1]
+        assert predict_calls == [[sig.PNG_BYTES_OUTPUT]]
+    else:
+        assert predict_calls == [None]
     printed = capsys.readouterr().out
     assert "wrote 3 files" in printed and str(out_dir / names[0]) in printed
 
 
 @pytest.mark.parametrize("protocol, signature", [("rest", sig.STYLIZE_BYTES), ("grpc", sig.STYLIZE),
                                                  ("grpc", sig.SERVING_DEFAULT)])
-def test_cli_predict_image_files(protocol, signature, grpc_server, rest_server, tmp_path, capsys):
+def test_cli_predict_image_files(protocol, signature, grpc_server, rest_server, repository, predict_calls, tmp_path,
+                                 capsys):
     server = grpc_server if protocol == "grpc" else rest_server
     inputs = _write_pngs(tmp_path / "in", 3) + _write_pngs(tmp_path / "in_small", 1, 8, 8)
     out_dir = tmp_path / "out"
@@ -295,13 +343,24 @@ def test_cli_predict_image_files(protocol, signature, grpc_server, rest_server, 
     code = cli.main(["predict", "--server", server.address, *flags, "--model", STYLE_MODEL, "--signature", signature,
                      "--batch-size", "2", "--out-dir", str(out_dir), *inputs])
     assert code == 0
-    outputs = [sig.IMAGES_OUTPUT] + ([sig.PNG_BYTES_OUTPUT] if signature != sig.STYLIZE else [])
-    # the two inputs named content0.png get distinct stems
-    stems = ["content0", "content1", "content2", "content0-2"]
-    assert sorted(os.listdir(out_dir)) == sorted(f"{s}-{o}.png" for s in stems for o in outputs)
+    # one PNG per input either way: from png_bytes (stylize_bytes, serving_default) or encoded from floats
+    stems = ["content0", "content1", "content2", "content0-2"]  # the two inputs named content0.png get distinct stems
+    assert sorted(os.listdir(out_dir)) == sorted(f"{s}-{sig.IMAGES_OUTPUT}.png" for s in stems)
     assert _png_shape(out_dir / "content1-images.png") == (12, 16, 3)
     assert _png_shape(out_dir / "content0-2-images.png") == (8, 8, 3)
-    assert f"wrote {len(stems) * len(outputs)} files" in capsys.readouterr().out
+    assert f"wrote {len(stems)} files" in capsys.readouterr().out
+    first_request = client_lib.image_file_bytes(inputs[:2])  # content0 and content1 went in one request
+    with open(out_dir / "content1-images.png", "rb") as f:
+        written = f.read()
+    if signature == sig.STYLIZE:
+        assert predict_calls == [None, None, None]  # 3 + 1 images in batches of 2
+        images = np.stack([client_lib.decode_image_bytes(data, 3) for data in first_request])
+        styled = _direct(repository, STYLE_MODEL, None, sig.STYLIZE, images=images)[sig.IMAGES_OUTPUT][1]
+        np.testing.assert_array_equal(tf.io.decode_png(written).numpy(), np.round(styled * 255).astype(np.uint8))
+    else:
+        assert predict_calls == [[sig.PNG_BYTES_OUTPUT]] * 3
+        direct = _direct(repository, STYLE_MODEL, None, signature, image_bytes=first_request)
+        assert written == direct[sig.PNG_BYTES_OUTPUT][1]
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -5,7 +5,8 @@ given its warmup file, served with `serving.testing.serve_rest` and called throu
 `serving.client.RestClient` with the inputs the documented requests carry: PNG bytes as
 {"b64": ...}, float `images` in [0, 1], `latent` points and `num`/`seed`. Every answer is checked
 for names, dtypes, shapes and ranges, and against the same signature of the SavedModel loaded with
-`tf.saved_model.load` (what TF Serving runs) on the same inputs.
+`tf.saved_model.load` (what TF Serving runs) on the same inputs. The SignatureDefs themselves (what
+TF Serving's model metadata reports) are checked against the tables of serving.signatures.
 """
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import tensorflow as tf
 from conftest import make_face_images
 from serving import signatures as sig
 from serving import warmup
+from serving import testing
 from serving.client import RestClient
 from serving.testing import serve_rest
 from test_serving_warmup import FAMILIES
@@ -21,6 +23,14 @@ from test_serving_warmup import FAMILIES
 DIGIT_SHAPE = (28, 28, 1)
 NUM, SEED = 3, 5
 STYLE_CONTENT = make_face_images(2, seed=11)[:, 5:35, 3:41]  # 30x38: not a multiple of 4, the net pads
+FAMILY_DIMS = {  # what the FAMILIES exports fix of the tables' symbolic dims (serving.signatures.concrete_shape)
+    "autoencoder": dict(image_shape=DIGIT_SHAPE, latent_shape=(32,)),  # the dense autoencoder
+    "vae": dict(image_shape=DIGIT_SHAPE, latent_dim=3),
+    "gan-dense": dict(image_shape=DIGIT_SHAPE, latent_dim=8),
+    "gan-dcgan": dict(image_shape=DIGIT_SHAPE, latent_dim=8),
+    "style": dict(image_shape=(None, None, 3)),  # any height and width
+}
+
 
 def _convention(family: str) -> str:
     return "gan" if family.startswith("gan") else family
@@ -103,9 +113,10 @@ def check_outputs(family: str, signature: str, inputs: dict, outputs: dict, imag
         assert np.all(outputs[sig.KL_OUTPUT] >= 0) and np.all(outputs[sig.RECONSTRUCTION_NLL_OUTPUT] >= 0), where
         np.testing.assert_allclose(outputs[sig.ELBO_OUTPUT],
                                    -(outputs[sig.KL_OUTPUT] + outputs[sig.RECONSTRUCTION_NLL_OUTPUT]), rtol=1e-5)
-    if sig.PNG_BYTES_OUTPUT in outputs:  # the PNGs are the float images, 8 bits per channel
+    if sig.PNG_BYTES_OUTPUT in outputs:  # the PNGs are the float images, round(x * 255) per channel
+        (image_output,) = set(outputs) & UNIT_RANGE_OUTPUTS
         decoded = np.stack([tf.io.decode_png(png).numpy() for png in outputs[sig.PNG_BYTES_OUTPUT]])
-        np.testing.assert_allclose(decoded, np.round(outputs[sig.IMAGES_OUTPUT] * 255), atol=1, err_msg=where)
+        np.testing.assert_array_equal(decoded, np.round(outputs[image_output] * 255).astype(np.uint8), err_msg=where)
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -157,21 +168,38 @@ def test_warmup_covers_every_signature_and_replays_over_rest(family, served):
         assert_same_outputs(outputs, call_loaded(function, specs, inputs), f"{family} warmup {signature}")
 
 
+def _signature_defs(export_dir: str) -> dict:
+    """The SignatureDef protos of a SavedModel, as TF Serving reads them and reports them in model metadata."""
+    from tensorflow.python.saved_model import loader_impl
+
+    meta_graph = loader_impl.parse_saved_model(export_dir).meta_graphs[0]
+    return {k: v for k, v in meta_graph.signature_def.items() if k != testing.INIT_OP_SIGNATURE}
+
+
+def _proto_shape(tensor_info):
+    if tensor_info.tensor_shape.unknown_rank:
+        return None
+    return tuple(None if d.size < 0 else d.size for d in tensor_info.tensor_shape.dim)
+
+
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_exported_signatures_follow_the_convention_table(family, served):
-    """Input and output names and dtypes of every signature are the ones serving.signatures documents."""
+    """Signature names, input and output names, dtypes and shapes of every SignatureDef are the ones
+    serving.signatures documents (FAMILY_SIGNATURES, INPUTS, OUTPUTS), with the symbolic dims the export fixes."""
     _, export_dirs, _ = served
-    loaded = tf.saved_model.load(export_dirs[family])
+    signature_defs = _signature_defs(export_dirs[family])
     table = sig.FAMILY_SIGNATURES[_convention(family)]
-    assert set(loaded.signatures) == set(table)
+    assert set(signature_defs) == set(table)
+    loaded = tf.saved_model.load(export_dirs[family])
     for name, (inputs, outputs) in table.items():
-        function = loaded.signatures[name]
-        specs = function.structured_input_signature[1]
-        assert set(specs) == set(inputs), (family, name)
+        for kind, names, tensors, conventions in (("input", inputs, signature_defs[name].inputs, sig.INPUTS),
+                                                  ("output", outputs, signature_defs[name].outputs, sig.OUTPUTS)):
+            assert set(tensors) == set(names), (family, name, kind)
+            for key, tensor in tensors.items():
+                where = (family, name, kind, key)
+                assert tf.dtypes.as_dtype(tensor.dtype).name == conventions[key].dtype, where
+                assert _proto_shape(tensor) == sig.concrete_shape(conventions[key], **FAMILY_DIMS[family]), where
+        # The loaded function takes exactly the specs serving.signatures.input_spec builds.
+        specs = loaded.signatures[name].structured_input_signature[1]
         for key, spec in specs.items():
-            assert spec.dtype.name == sig.INPUTS[key].dtype, (family, name, key)
-            assert spec.shape.rank == len(sig.INPUTS[key].shape) or key == sig.LATENT_INPUT, (family, name, key)
-        results = function.structured_outputs
-        assert set(results) == set(outputs), (family, name)
-        for key, spec in results.items():
-            assert spec.dtype.name == sig.OUTPUTS[key].dtype, (family, name, key)
+            assert spec == sig.input_spec(key, **FAMILY_DIMS[family]), (family, name, key)

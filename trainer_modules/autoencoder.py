@@ -15,6 +15,7 @@ import tensorflow_transform as tft
 from serving import signatures as sig
 from serving import warmup
 from trainer_modules import contract
+from trainer_modules import png_output
 from trainer_modules import training
 
 VARIANTS = ("dense", "deep", "conv", "denoising")
@@ -94,7 +95,7 @@ def input_key(variant: str) -> str:
 
 
 class AutoencoderExport(tf.Module):
-    """The pushed SavedModel: raw inputs in, reconstructions out."""
+    """The pushed SavedModel: raw inputs in, reconstructions out (`serving_default` also as PNG bytes)."""
 
     def __init__(self, model, encoder, decoder, tft_layer, raw_image_shape=()):
         super().__init__()
@@ -102,23 +103,26 @@ class AutoencoderExport(tf.Module):
         self.encoder = encoder
         self.decoder = decoder
         self.tft_layer = tft_layer
-        latent_shape = [None] + list(encoder.output.shape[1:])
+        images_spec = sig.input_spec(sig.IMAGES_INPUT, image_shape=IMAGE_SHAPE)
+        latent_spec = sig.input_spec(sig.LATENT_INPUT, latent_shape=encoder.output.shape[1:])
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.IMAGE_BYTES_INPUT)])
+        @tf.function(input_signature=[sig.input_spec(sig.IMAGE_BYTES_INPUT)])
         def serving_default(image_bytes):
             raw = tf.reshape(image_bytes, [-1, *raw_image_shape])
             transformed = self.tft_layer({contract.IMAGE_KEY: raw})
-            return {sig.RECONSTRUCTION_OUTPUT: self._reconstruct(transformed[contract.IMAGE_KEY])}
+            reconstruction = self._reconstruct(transformed[contract.IMAGE_KEY])
+            return {sig.RECONSTRUCTION_OUTPUT: reconstruction,
+                    sig.PNG_BYTES_OUTPUT: png_output.encode_png(reconstruction)}
 
-        @tf.function(input_signature=[tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32, name=sig.IMAGES_INPUT)])
+        @tf.function(input_signature=[images_spec])
         def reconstruct(images):
             return {sig.RECONSTRUCTION_OUTPUT: self._reconstruct(images)}
 
-        @tf.function(input_signature=[tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32, name=sig.IMAGES_INPUT)])
+        @tf.function(input_signature=[images_spec])
         def encode(images):
             return {sig.LATENT_OUTPUT: tf.cast(self.encoder(images, training=False), tf.float32)}
 
-        @tf.function(input_signature=[tf.TensorSpec(latent_shape, tf.float32, name=sig.LATENT_INPUT)])
+        @tf.function(input_signature=[latent_spec])
         def decode(latent):
             return {sig.RECONSTRUCTION_OUTPUT: tf.cast(self.decoder(latent, training=False), tf.float32)}
 

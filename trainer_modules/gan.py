@@ -18,7 +18,8 @@ would have drawn.
 
 Serving convention: every served image is float32 in [0, 1], whatever the generator's own
 range; tanh outputs are mapped with (x + 1) / 2 inside the signatures. The pushed
-SavedModel has `generate(latent)`, `sample(num, seed)` and `serving_default` (= `sample`).
+SavedModel has `generate(latent)`, `sample(num, seed)` and `serving_default` (`sample`'s images
+and the same images as PNG bytes).
 The generator's initial weights are exported beside it (`untrained_model_dir`) as the
 evaluator's untrained baseline.
 """
@@ -34,6 +35,7 @@ import tensorflow_transform as tft
 from serving import signatures as sig
 from serving import warmup
 from trainer_modules import contract
+from trainer_modules import png_output
 from trainer_modules import preprocessing
 from trainer_modules import training
 
@@ -358,28 +360,33 @@ class GeneratorExport(tf.Module):
     def __init__(self, generator, latent_dim: int, value_range: str):
         super().__init__()
         self.generator = generator
+        sample_spec = [sig.input_spec(sig.NUM_INPUT), sig.input_spec(sig.SEED_INPUT)]
 
-        @tf.function(input_signature=[tf.TensorSpec([None, latent_dim], tf.float32, name=sig.LATENT_INPUT)])
+        @tf.function(input_signature=[sig.input_spec(sig.LATENT_INPUT, latent_dim=latent_dim)])
         def generate(latent):
             return {sig.IMAGES_OUTPUT: self._images(latent)}
 
-        @tf.function(input_signature=[
-            tf.TensorSpec([], tf.int32, name=sig.NUM_INPUT),
-            tf.TensorSpec([], tf.int32, name=sig.SEED_INPUT),
-        ])
+        @tf.function(input_signature=sample_spec)
         def sample(num, seed):
             return {sig.IMAGES_OUTPUT: self._images(latent_grid(latent_dim, seed, num))}
+
+        @tf.function(input_signature=sample_spec)
+        def sample_png(num, seed):
+            images = self._images(latent_grid(latent_dim, seed, num))
+            return {sig.IMAGES_OUTPUT: images, sig.PNG_BYTES_OUTPUT: png_output.encode_png(images)}
 
         self._value_range = value_range
         self.generate = generate
         self.sample = sample
+        self.sample_png = sample_png
 
     def _images(self, latent):
         return to_unit_range(self.generator(latent, training=False), self._value_range)
 
     def signatures(self):
-        # serving_default is `sample`, so TF Serving's default request ({num, seed}) returns images.
-        return {sig.SERVING_DEFAULT: self.sample, sig.SAMPLE: self.sample, sig.GENERATE: self.generate}
+        # serving_default answers TF Serving's default request ({num, seed}) with `sample`'s images and
+        # their PNGs; `sample` itself stays float-only.
+        return {sig.SERVING_DEFAULT: self.sample_png, sig.SAMPLE: self.sample, sig.GENERATE: self.generate}
 
 
 def export_generator(generator, latent_dim: int, value_range: str, export_dir: str) -> str:

@@ -30,6 +30,7 @@ from serving import signatures as sig
 from serving import warmup
 from trainer_modules import contract
 from trainer_modules import gatys
+from trainer_modules import png_output
 from trainer_modules import style_losses
 from trainer_modules import training
 
@@ -236,12 +237,12 @@ class StyleExport(tf.Module):
         super().__init__()
         self.net = net
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name=sig.IMAGES_INPUT)])
+        @tf.function(input_signature=[sig.input_spec(sig.IMAGES_INPUT, image_shape=(None, None, 3))])
         def stylize(images):
             styled = stylize_any_size(self.net, tf.clip_by_value(images, 0.0, 1.0) * 255.0)
             return {sig.IMAGES_OUTPUT: styled / 255.0}
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.IMAGE_BYTES_INPUT)])
+        @tf.function(input_signature=[sig.input_spec(sig.IMAGE_BYTES_INPUT)])
         def stylize_bytes(image_bytes):
             # A batch of encoded images of one size (TF Serving batches requests that way); each
             # JPEG or PNG is decoded to RGB, stylized and returned as floats and as PNG bytes.
@@ -250,10 +251,7 @@ class StyleExport(tf.Module):
                     tf.io.decode_image(data, channels=3, expand_animations=False), tf.float32),
                 image_bytes, fn_output_signature=tf.TensorSpec([None, None, 3], tf.float32))
             styled = stylize_any_size(self.net, decoded * 255.0) / 255.0
-            png = tf.map_fn(
-                lambda image: tf.io.encode_png(tf.image.convert_image_dtype(image, tf.uint8, saturate=True)),
-                styled, fn_output_signature=tf.TensorSpec([], tf.string))
-            return {sig.IMAGES_OUTPUT: styled, sig.PNG_BYTES_OUTPUT: png}
+            return {sig.IMAGES_OUTPUT: styled, sig.PNG_BYTES_OUTPUT: png_output.encode_png(styled)}
 
         self.stylize = stylize
         self.stylize_bytes = stylize_bytes

@@ -41,6 +41,7 @@ import tensorflow_transform as tft
 from serving import signatures as sig
 from serving import warmup
 from trainer_modules import contract
+from trainer_modules import png_output
 from trainer_modules import training
 
 # custom_config keys of this family.
@@ -221,20 +222,23 @@ def build_vae(latent_dim: int = DEFAULT_LATENT_DIM, kl_weight: float = DEFAULT_K
 
 
 class VAEExport(tf.Module):
-    """The pushed SavedModel: raw inputs in; reconstructions, codes, samples and ELBO terms out."""
+    """The pushed SavedModel: raw inputs in; reconstructions (`serving_default` also as PNG bytes), codes,
+    samples and ELBO terms out."""
 
     def __init__(self, vae, tft_layer, raw_image_shape=()):
         super().__init__()
         self.vae = vae
         self.tft_layer = tft_layer
-        images_spec = tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32, name=sig.IMAGES_INPUT)
-        latent_spec = tf.TensorSpec([None, vae.latent_dim], tf.float32, name=sig.LATENT_INPUT)
+        images_spec = sig.input_spec(sig.IMAGES_INPUT, image_shape=IMAGE_SHAPE)
+        latent_spec = sig.input_spec(sig.LATENT_INPUT, latent_dim=vae.latent_dim)
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.IMAGE_BYTES_INPUT)])
+        @tf.function(input_signature=[sig.input_spec(sig.IMAGE_BYTES_INPUT)])
         def serving_default(image_bytes):
             raw = tf.reshape(image_bytes, [-1, *raw_image_shape])
             transformed = self.tft_layer({contract.IMAGE_KEY: raw})
-            return {sig.RECONSTRUCTION_OUTPUT: self.vae(transformed[contract.IMAGE_KEY], training=False)}
+            reconstruction = self.vae(transformed[contract.IMAGE_KEY], training=False)
+            return {sig.RECONSTRUCTION_OUTPUT: reconstruction,
+                    sig.PNG_BYTES_OUTPUT: png_output.encode_png(reconstruction)}
 
         @tf.function(input_signature=[images_spec])
         def reconstruct(images):
@@ -253,8 +257,7 @@ class VAEExport(tf.Module):
         def generate(latent):
             return {sig.IMAGES_OUTPUT: self.vae.decode(latent)}
 
-        @tf.function(input_signature=[
-            tf.TensorSpec([], tf.int32, name=sig.NUM_INPUT), tf.TensorSpec([], tf.int32, name=sig.SEED_INPUT)])
+        @tf.function(input_signature=[sig.input_spec(sig.NUM_INPUT), sig.input_spec(sig.SEED_INPUT)])
         def sample(num, seed):
             return {sig.IMAGES_OUTPUT: self.vae.sample(num, seed)}
 
