@@ -47,3 +47,15 @@ lock:
 
 clean-runs:
 	rm -rf runs
+
+# The container image compiled pipelines name (`genpipe compile PIPELINE --image $(IMAGE)`); see pipelines/Dockerfile.
+# For Artifact Registry: make push-image IMAGE=REGION-docker.pkg.dev/PROJECT/REPO/genpipe:TAG
+IMAGE ?= genpipe:latest
+
+.PHONY: image push-image
+
+image:
+	docker build -f pipelines/Dockerfile -t $(IMAGE) .
+
+push-image: image
+	docker push $(IMAGE)

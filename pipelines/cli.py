@@ -25,35 +25,28 @@ def _load(target: str):
     return getattr(module, function)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genpipe", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="print the pipelines and datasets genpipe knows")
-
-    run = commands.add_parser("run", help="run a pipeline locally with LocalDagRunner")
-    run.add_argument("pipeline", choices=sorted(PIPELINES))
-    run.add_argument("--variant", help="model variant (autoencoder: dense, deep, conv; gan: dcgan, dense; "
-                                       "faces: dcgan64)")
-    run.add_argument("--dataset", choices=config_lib.DATASETS,
-                     help="default: mnist-sample (offline); faces: celeba; style: image-folder")
-    run.add_argument("--data-dir", help="folder with the original IDX files (.gz or not), the CelebA folder "
-                                        "(img_align_celeba/ and the list_*.txt files), or a TFDS data dir")
-    run.add_argument("--pipeline-root", help="artifacts (and ML Metadata, when given); default runs/<pipeline name>")
-    run.add_argument("--metadata", dest="metadata_path",
-                     help="ML Metadata SQLite file; default runs/metadata.sqlite, shared by every pipeline "
-                          "(or <pipeline root>/metadata.sqlite with --pipeline-root)")
-    run.add_argument("--serving-dir", help="where Pusher writes <model>/<version>/; default runs/serving")
-    run.add_argument("--train-steps", type=int)
-    run.add_argument("--eval-steps", type=int)
-    run.add_argument("--batch-size", type=int, help="per replica; the global batch is this x replicas")
-    run.add_argument("--learning-rate", type=float)
-    run.add_argument("--noise-factor", type=float, help="Gaussian noise std for denoising (default 0.5)")
-    run.add_argument("--seed", type=int)
-    run.add_argument("--checkpoint-every", type=int, help="training steps between resumable checkpoints")
-    run.add_argument("--max-examples-per-split", type=int, help="keep only the first N examples of each split")
-    run.add_argument("--mixed-precision", choices=["", "auto", "mixed_float16", "mixed_bfloat16"])
-    run.add_argument("--strategy", choices=["auto", "tpu", "mirrored", "one_device", "default"])
-    generative = run.add_argument_group("generative families (vae, gan)")
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    """The pipeline and its settings: the same for `genpipe run` and `genpipe compile`."""
+    parser.add_argument("pipeline", choices=sorted(PIPELINES))
+    parser.add_argument("--variant", help="model variant (autoencoder: dense, deep, conv; gan: dcgan, dense; "
+                                          "faces: dcgan64)")
+    parser.add_argument("--dataset", choices=config_lib.DATASETS,
+                        help="default: mnist-sample (offline); faces: celeba; style: image-folder")
+    parser.add_argument("--data-dir", help="folder with the original IDX files (.gz or not), the CelebA folder "
+                                           "(img_align_celeba/ and the list_*.txt files), or a TFDS data dir")
+    parser.add_argument("--pipeline-root", help="artifacts (and ML Metadata, when given); default runs/<pipeline name>")
+    parser.add_argument("--serving-dir", help="where Pusher writes <model>/<version>/; default runs/serving")
+    parser.add_argument("--train-steps", type=int)
+    parser.add_argument("--eval-steps", type=int)
+    parser.add_argument("--batch-size", type=int, help="per replica; the global batch is this x replicas")
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--noise-factor", type=float, help="Gaussian noise std for denoising (default 0.5)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--checkpoint-every", type=int, help="training steps between resumable checkpoints")
+    parser.add_argument("--max-examples-per-split", type=int, help="keep only the first N examples of each split")
+    parser.add_argument("--mixed-precision", choices=["", "auto", "mixed_float16", "mixed_bfloat16"])
+    parser.add_argument("--strategy", choices=["auto", "tpu", "mirrored", "one_device", "default"])
+    generative = parser.add_argument_group("generative families (vae, gan)")
     generative.add_argument("--latent-dim", type=int, help="latent size (default: vae 2, gan 32)")
     generative.add_argument("--num-samples", type=int,
                             help="generated images scored per model for classifier-FD and coverage (default 2000)")
@@ -65,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     generative.add_argument("--label-smoothing", type=float, help="gan: one-sided label smoothing of real targets")
     generative.add_argument("--d-steps", type=int, help="gan: discriminator steps per generator step")
     generative.add_argument("--adam-beta-1", type=float, help="gan: Adam beta_1 of both optimizers")
-    style = run.add_argument_group("style (fast style transfer)")
+    style = parser.add_argument_group("style (fast style transfer)")
     style.add_argument("--style-image", help="the style image the network learns (JPEG or PNG); required")
     style.add_argument("--vgg-weights",
                        help="VGG19 no-top weights for the perceptual loss: a local path to "
@@ -77,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     style.add_argument("--content-weight", type=float, help="style: weight of the content loss (default 1e-2)")
     style.add_argument("--style-weight", type=float, help="style: weight of the style loss (default 2e-2)")
     style.add_argument("--tv-weight", type=float, help="style: weight of the total-variation loss (default 2)")
-    faces = run.add_argument_group("faces (CelebA)")
+    faces = parser.add_argument_group("faces (CelebA)")
     faces.add_argument("--crop", choices=config_lib.CROPS,
                        help="face: square crop centred on the landmarks (default); center: the course's 128 crop")
     faces.add_argument("--max-reject-fraction", type=float,
@@ -87,10 +80,46 @@ def build_parser() -> argparse.ArgumentParser:
     faces.add_argument("--min-attribute-diversity", type=float,
                        help="generated faces whose attributes vary less than this fraction of real faces' "
                             "count as collapsed (default 0.5)")
-    run.add_argument("--beam-arg", action="append", dest="beam_args", default=[],
-                     help="Beam pipeline option passed through, e.g. --beam-arg=--runner=DataflowRunner")
-    run.add_argument("--no-cache", action="store_true", help="re-run every component")
+    parser.add_argument("--beam-arg", action="append", dest="beam_args", default=[],
+                        help="Beam pipeline option passed through, e.g. --beam-arg=--runner=DataflowRunner")
+    parser.add_argument("--no-cache", action="store_true", help="re-run every component")
+    cloud = parser.add_argument_group(
+        "Vertex AI Training (the Trainer as a Vertex custom job on the pipeline image, GPUs or a TPU)")
+    cloud.add_argument("--vertex-training", action="store_true",
+                       help="run the Trainer on Vertex AI Training (TFX's Google Cloud Trainer)")
+    cloud.add_argument("--image", help="the pipeline container image (pipelines/Dockerfile); genpipe compile names "
+                                       "it on every task, Vertex Training runs the Trainer in it")
+    cloud.add_argument("--project", dest="gcp_project", help="Google Cloud project of the training job")
+    cloud.add_argument("--region", dest="gcp_region", help="region of the training job (default us-central1)")
+    cloud.add_argument("--machine-type", help="training machine (default n1-standard-8; cloud-tpu for TPUs)")
+    cloud.add_argument("--accelerator-type", help=f"one of {', '.join(config_lib.GPU_TYPES + config_lib.TPU_TYPES)}")
+    cloud.add_argument("--accelerator-count", type=int, help="GPUs per machine (default 1) or TPU cores (default 8)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genpipe", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="print the pipelines and datasets genpipe knows")
+
+    run = commands.add_parser("run", help="run a pipeline locally with LocalDagRunner")
+    add_pipeline_arguments(run)
+    run.add_argument("--metadata", dest="metadata_path",
+                     help="ML Metadata SQLite file; default runs/metadata.sqlite, shared by every pipeline "
+                          "(or <pipeline root>/metadata.sqlite with --pipeline-root)")
     run.add_argument("--summary", help="also write the run summary as JSON to this path")
+    run.add_argument("--wait-for-lock", type=float, nargs="?", const=float("inf"), metavar="SECONDS",
+                     help="when another run holds the ML Metadata store, wait for it (up to SECONDS; no value: "
+                          "as long as it takes) instead of refusing at once")
+
+    compile_ = commands.add_parser(
+        "compile", help="compile a pipeline for Kubeflow Pipelines / Vertex AI (KubeflowV2DagRunner)",
+        description="Writes the pipeline definition (a PipelineJob JSON) of the same pipeline `genpipe run` runs, "
+                    "with the same presets and flags, naming --image on every task. The data location, training "
+                    "steps, noise factor, style image and the Trainer/Transform settings are runtime parameters: "
+                    "set them per run with `genpipe submit FILE --param NAME=VALUE`. Reads no local data.")
+    add_pipeline_arguments(compile_)
+    compile_.add_argument("--output", required=True, help="where the definition goes (.json or .yaml)")
+    compile_.add_argument("--display-name", help="the pipeline's display name (default: the pipeline name)")
 
     stylize = commands.add_parser("stylize", help="redraw one image in the style of another (Gatys or TF Hub)")
     stylize.add_argument("--content", required=True, help="content image (JPEG, PNG, GIF or BMP)")
@@ -154,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--retries", type=int, default=3,
                          help="retries with exponential backoff when the server is unavailable (default 3)")
     predict.add_argument("--out-dir", required=True, help="where the output PNGs go")
+
+    from pipelines import submit  # Vertex AI / Kubeflow Pipelines submission (argparse only; SDKs load on use)
+
+    submit.add_submit_parser(commands)
+    submit.add_schedule_parser(commands)
     return parser
 
 
@@ -179,7 +213,7 @@ def config_from_args(args) -> config_lib.RunConfig:
         "max_examples_per_split": args.max_examples_per_split,
         "mixed_precision": args.mixed_precision,
         "strategy": args.strategy,
-        "metadata_path": args.metadata_path,
+        "metadata_path": getattr(args, "metadata_path", None),
         "latent_dim": args.latent_dim,
         "num_samples": args.num_samples,
         "min_classes": args.min_classes,
@@ -192,6 +226,13 @@ def config_from_args(args) -> config_lib.RunConfig:
         "vgg_weights": args.vgg_weights,
         "image_size": args.image_size,
         "gatys_steps": args.gatys_steps,
+        "image": args.image,
+        "vertex_training": args.vertex_training or None,
+        "gcp_project": args.gcp_project,
+        "gcp_region": args.gcp_region,
+        "machine_type": args.machine_type,
+        "accelerator_type": args.accelerator_type,
+        "accelerator_count": args.accelerator_count,
     }
     variant = args.variant or preset.variant
     preset = dataclasses.replace(preset, **config_lib.VARIANT_DEFAULTS.get((args.pipeline, variant), {}))
@@ -213,6 +254,8 @@ def config_from_args(args) -> config_lib.RunConfig:
         config.model_options = {**config.model_options, key: value}
     config.beam_args = list(args.beam_args)
     config.enable_cache = not args.no_cache
+    if args.command == "compile":
+        return config.resolved_for_kubeflow()
     return config.resolved()
 
 
@@ -241,13 +284,25 @@ def cmd_run(args, out=None) -> int:
     config = config_from_args(args)
     from pipelines import local_runner
 
-    summary = local_runner.run_pipeline(config, _load(PIPELINES[args.pipeline]), out=out)
+    summary = local_runner.run_pipeline(config, _load(PIPELINES[args.pipeline]), out=out,
+                                        wait_for_lock=args.wait_for_lock)
     print(local_runner.format_summary(summary), file=out)
     if args.summary:
         os.makedirs(os.path.dirname(os.path.abspath(args.summary)), exist_ok=True)
         with open(args.summary, "w") as f:
             json.dump(summary, f, indent=2)
         print(f"  summary JSON: {os.path.abspath(args.summary)}", file=out)
+    return 0
+
+
+def cmd_compile(args, out=None) -> int:
+    out = out or sys.stdout
+    config = config_from_args(args)
+    from pipelines import kubeflow_runner
+
+    compiled = kubeflow_runner.compile_pipeline(config, _load(PIPELINES[args.pipeline]), image=args.image or "",
+                                                output=args.output, display_name=args.display_name or "")
+    kubeflow_runner.describe(compiled, out)
     return 0
 
 
@@ -277,10 +332,14 @@ def main(argv=None) -> int:
             return cmd_list()
         if args.command == "stylize":
             return cmd_stylize(args)
+        if args.command == "compile":
+            return cmd_compile(args)
         if args.command == "predict":
             return cmd_predict(args)
         if args.command == "serving-config":
             return cmd_serving_config(args)
+        if getattr(args, "handler", None):
+            return args.handler(args)
         return cmd_run(args)
     except (ValueError, FileNotFoundError, ServingError) as error:
         print(f"genpipe: error: {error}", file=sys.stderr)

@@ -35,7 +35,14 @@ def code_version() -> str:
 
 
 def input_fingerprint(config: RunConfig) -> str:
-    """The source files' fingerprint: a cache key of the ExampleGen and the domain classifier's data key."""
+    """The source files' fingerprint: a cache key of the ExampleGen and the domain classifier's data key.
+
+    Empty when compiling for Kubeflow / Vertex: the data is not on this machine (and its location
+    is a runtime parameter), so the compiled ExampleGen never reuses a cached result instead
+    (pipelines/kubeflow_runner.py).
+    """
+    if config.remote:
+        return ""
     if config.dataset == CELEBA:
         from components.celeba_example_gen import sources as celeba_sources
 
@@ -53,6 +60,15 @@ def image_shape(config: RunConfig):
     return contract.CELEBA_SHAPE if config.dataset == CELEBA else contract.MNIST_SHAPE
 
 
+def data_dir(config: RunConfig):
+    """The ExampleGen's data_dir; compiled for Kubeflow / Vertex, the `data_dir` runtime parameter."""
+    if config.remote:
+        from pipelines import kubeflow_runner
+
+        return kubeflow_runner.runtime_parameter(kubeflow_runner.DATA_DIR, config.data_dir)
+    return config.data_dir
+
+
 def example_gen(config: RunConfig) -> object:
     """MnistExampleGen; for CelebA the face-centering CelebAExampleGen; for style, ImageFolderExampleGen.
 
@@ -64,7 +80,7 @@ def example_gen(config: RunConfig) -> object:
         from components.image_folder_example_gen import ImageFolderExampleGen
 
         return _local_beam(config, ImageFolderExampleGen(
-            data_dir=config.data_dir,
+            data_dir=data_dir(config),
             image_size=config.image_size,
             max_examples_per_split=config.max_examples_per_split,
             max_reject_fraction=config.max_reject_fraction,
@@ -74,14 +90,14 @@ def example_gen(config: RunConfig) -> object:
     if config.dataset != CELEBA:
         return MnistExampleGen(
             dataset=config.dataset,
-            data_dir=config.data_dir,
+            data_dir=data_dir(config),
             max_examples_per_split=config.max_examples_per_split,
             input_fingerprint=input_fingerprint(config),
         )
     from components.celeba_example_gen import CelebAExampleGen
 
     component = CelebAExampleGen(
-        data_dir=config.data_dir,
+        data_dir=data_dir(config),
         crop=config.crop,
         max_examples_per_split=config.max_examples_per_split,
         max_reject_fraction=config.max_reject_fraction,
@@ -120,8 +136,17 @@ def data_components(config: RunConfig, value_range: str, noise_factor: float = 0
 
 
 def trainer(config: RunConfig, data: DataComponents, run_fn: str, **custom_config) -> object:
-    """The stock Trainer running `run_fn` on the transformed examples, with the shared training knobs."""
-    return tfx.components.Trainer(
+    """The stock Trainer running `run_fn` on the transformed examples, with the shared training knobs.
+
+    With `config.vertex_training` it is TFX's Google Cloud Trainer: the same run_fn runs as a Vertex
+    AI Training custom job on the pipeline image with the chosen GPUs or TPU; the module picks its
+    tf.distribute strategy from what it finds there (trainer_modules/training.py).
+    """
+    component_class = tfx.components.Trainer
+    if config.vertex_training:
+        component_class = tfx.extensions.google_cloud_ai_platform.Trainer
+        custom_config = {**custom_config, **vertex_training_config(config)}
+    return component_class(
         run_fn=run_fn,
         examples=data.transform.outputs["transformed_examples"],
         transform_graph=data.transform.outputs["transform_graph"],
@@ -140,6 +165,23 @@ def trainer(config: RunConfig, data: DataComponents, run_fn: str, **custom_confi
             **custom_config,
         },
     )
+
+
+def vertex_training_config(config: RunConfig) -> dict:
+    """custom_config keys of TFX's Google Cloud Trainer: a Vertex AI CustomJob on the pipeline image."""
+    cloud = tfx.extensions.google_cloud_ai_platform
+    return {
+        cloud.ENABLE_VERTEX_KEY: True,
+        cloud.VERTEX_REGION_KEY: config.gcp_region,
+        cloud.TRAINING_ARGS_KEY: {
+            "project": config.gcp_project,
+            "job_spec": {"worker_pool_specs": [{
+                "machine_spec": config.vertex_machine_spec(),
+                "replica_count": 1,
+                "container_spec": {"image_uri": config.image},
+            }]},
+        },
+    }
 
 
 def latest_blessed_model_resolver() -> object:
@@ -163,24 +205,43 @@ def pusher(config: RunConfig, model_channel, blessing_channel) -> object:
 
 
 def pipeline(config: RunConfig, components: List[object]) -> tfx.dsl.Pipeline:
+    """The pipeline; locally with its SQLite ML Metadata store (Kubeflow and Vertex bring their own)."""
+    metadata = None
+    if not config.remote:
+        metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=components,
         enable_cache=config.enable_cache,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path),
+        metadata_connection_config=metadata,
         beam_pipeline_args=list(config.beam_args),
     )
 
 
 def domain_classifier(config: RunConfig, data: DataComponents) -> List[object]:
-    """[resolver, DomainClassifier]: the dataset's classifier, reused from ML Metadata when it exists."""
+    """[resolver, DomainClassifier]: the dataset's classifier, reused from ML Metadata when it exists.
+
+    Compiled for Kubeflow / Vertex it is [DomainClassifier] alone: KubeflowV2DagRunner compiles
+    only TFX's two stock resolver strategies, so the cross-pipeline search of
+    LatestDomainClassifierStrategy cannot run there; the classifier trains in each run (the
+    orchestrator's cache reuses it while its inputs are unchanged).
+    """
     from components.domain_classifier import DomainClassifier
     from components.domain_classifier import model as classifier_model
     from pipelines.resolvers import LatestDomainClassifierStrategy
 
     classifier_config = classifier_model.ClassifierConfig(
         train_steps=config.classifier_train_steps, seed=config.seed, **classifier_task(config))
+    settings = dict(
+        train_steps=config.classifier_train_steps,
+        min_accuracy=config.classifier_min_accuracy,
+        seed=config.seed,
+        dataset=config.dataset,
+        **classifier_task(config),
+    )
+    if config.remote:
+        return [DomainClassifier(examples=data.example_gen.outputs["examples"], **settings)]
     previous = tfx.dsl.Resolver(
         strategy_class=LatestDomainClassifierStrategy,
         config={
@@ -190,14 +251,7 @@ def domain_classifier(config: RunConfig, data: DataComponents) -> List[object]:
         classifier=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
     ).with_id("domain_classifier_resolver")
     classifier = DomainClassifier(
-        examples=data.example_gen.outputs["examples"],
-        previous=previous.outputs["classifier"],
-        train_steps=config.classifier_train_steps,
-        min_accuracy=config.classifier_min_accuracy,
-        seed=config.seed,
-        dataset=config.dataset,
-        **classifier_task(config),
-    )
+        examples=data.example_gen.outputs["examples"], previous=previous.outputs["classifier"], **settings)
     return [previous, classifier]
 
 
@@ -235,7 +289,7 @@ def generative_pipeline(config: RunConfig, run_fn: str, value_range: str, **mode
 
     data = data_components(config, value_range=value_range)
     trainer_component = trainer(config, data, run_fn, **model_options)
-    resolver, classifier = domain_classifier(config, data)
+    *classifier_nodes, classifier = domain_classifier(config, data)
     model_resolver = latest_blessed_model_resolver()
     evaluator = GenerativeEvaluator(
         examples=data.transform.outputs["transformed_examples"],
@@ -249,4 +303,5 @@ def generative_pipeline(config: RunConfig, run_fn: str, value_range: str, **mode
         sample_config=sample_config(config, value_range),
     )
     push = pusher(config, trainer_component.outputs["model"], evaluator.outputs["blessing"])
-    return pipeline(config, data.as_list() + [trainer_component, resolver, classifier, model_resolver, evaluator, push])
+    return pipeline(config, data.as_list() + [trainer_component, *classifier_nodes, classifier, model_resolver,
+                                              evaluator, push])

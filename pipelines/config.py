@@ -17,6 +17,11 @@ IMAGE_FOLDER = "image-folder"  # any folder of JPEG/PNG content images (the styl
 DATASETS = tuple(MNIST_DATASETS) + (CELEBA, IMAGE_FOLDER)
 CROPS = ("face", "center")
 DIRECT_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
+LOCAL, KUBEFLOW = "local", "kubeflow"  # where the pipeline runs: LocalDagRunner, or compiled for KFP / Vertex
+# Vertex AI Training accelerators (--accelerator-type). TPU types run on machine type cloud-tpu.
+GPU_TYPES = ("NVIDIA_TESLA_T4", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB",
+             "NVIDIA_L4", "NVIDIA_H100_80GB")
+TPU_TYPES = ("TPU_V2", "TPU_V3", "TPU_V5_LITEPOD")
 
 
 @dataclasses.dataclass
@@ -66,12 +71,27 @@ class RunConfig:
     image_size: int = 256  # content images are resized and centre-cropped to image_size x image_size
     gatys_steps: int = 100  # the evaluator times this many Gatys steps on one eval image for comparison
     eval_images: int = 16  # held-out content images the evaluator stylizes and scores
+    # Orchestration and scale-out.
+    orchestrator: str = LOCAL  # KUBEFLOW: compiled by `genpipe compile`; nothing on this machine is read
+    image: str = ""  # the pipeline container image (pipelines/Dockerfile); Vertex Training runs it too
+    vertex_training: bool = False  # the Trainer runs as a Vertex AI Training custom job
+    gcp_project: str = ""  # the Vertex AI Training job's project
+    gcp_region: str = "us-central1"  # the Vertex AI Training job's region
+    machine_type: str = ""  # "": n1-standard-8, or cloud-tpu with a TPU accelerator
+    accelerator_type: str = ""  # one of GPU_TYPES or TPU_TYPES
+    accelerator_count: int = 0  # 0: 1 GPU, or 8 TPU cores
+
+    @property
+    def remote(self) -> bool:
+        return self.orchestrator == KUBEFLOW
 
     @property
     def pipeline_name(self) -> str:
         """Unique per pipeline, variant and dataset, so blessing baselines never cross datasets."""
         if self.pipeline == "style":  # one model per style image
-            stem = os.path.splitext(os.path.basename(self.style_image))[0] or "unnamed"
+            stem = os.path.splitext(os.path.basename(self.style_image))[0]
+            if not stem:  # compiled without --style-image: the style is a runtime parameter
+                return "style"
             return "style-" + "".join(c if c.isalnum() else "-" for c in stem.lower()).strip("-")
         base = self.pipeline if self.pipeline == "denoise" else f"{self.pipeline}-{self.variant}"
         return f"{base}-{self.dataset.replace('_', '-')}"
@@ -100,14 +120,34 @@ class RunConfig:
         config.validate()
         return config
 
-    def validate(self) -> None:
+    def resolved_for_kubeflow(self) -> "RunConfig":
+        """For `genpipe compile`: paths are URIs the pipeline's containers read; none is read here.
+
+        `--pipeline-root` is required (Vertex and KFP write every artifact under it); the serving
+        dir defaults to `<pipeline root>/serving`. Data and style locations may stay empty: they
+        are runtime parameters a run sets (pipelines/kubeflow_runner.py).
+        """
+        config = dataclasses.replace(self, orchestrator=KUBEFLOW, metadata_path="")
+        if not config.pipeline_root:
+            raise ValueError("genpipe compile needs --pipeline-root URI (e.g. gs://BUCKET/genpipe): Kubeflow and "
+                             "Vertex AI write every artifact under it")
+        config.pipeline_root = config.pipeline_root.rstrip("/")
+        config.serving_dir = (config.serving_dir or f"{config.pipeline_root}/serving").rstrip("/")
+        if config.classifier_min_accuracy < 0:
+            config.classifier_min_accuracy = CLASSIFIER_MIN_ACCURACY.get(config.dataset, 0.0)
+        config.validate(check_files=False)
+        return config
+
+    def validate(self, check_files: bool = True) -> None:
+        """Checks every value; `check_files=False` (compiling) skips what needs this machine's files."""
+        self._validate_cloud_training()
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; expected one of {', '.join(DATASETS)}")
         faces = self.variant in FACE_VARIANTS
         if faces != (self.dataset == CELEBA):
             raise ValueError(f"--dataset {self.dataset} does not fit {self.pipeline} --variant {self.variant}: "
                              f"the face generator ({', '.join(FACE_VARIANTS)}) trains on {CELEBA} and only on it")
-        if self.dataset == CELEBA and not self.data_dir:
+        if self.dataset == CELEBA and not self.data_dir and check_files:
             raise ValueError("the faces pipeline needs --data-dir DIR: a folder with img_align_celeba/*.jpg, "
                              "list_landmarks_align_celeba.txt, list_eval_partition.txt (and list_attr_celeba.txt), "
                              "or a TFDS data dir with a prepared celeb_a (CelebA cannot be downloaded here)")
@@ -115,12 +155,12 @@ class RunConfig:
             raise ValueError(f"--dataset {self.dataset} does not fit {self.pipeline}: the style pipeline trains on a "
                              f"folder of content images ({IMAGE_FOLDER}) and only it does")
         if self.pipeline == "style":
-            if not self.data_dir:
+            if not self.data_dir and check_files:
                 raise ValueError("the style pipeline needs --data-dir DIR: a folder of content images (JPEG/PNG)")
-            if not self.style_image or not os.path.isfile(self.style_image):
+            if check_files and (not self.style_image or not os.path.isfile(self.style_image)):
                 raise ValueError(f"the style pipeline needs --style-image FILE (JPEG or PNG); "
                                  f"got {self.style_image or 'none'}")
-            if self.vgg_weights not in VGG_WEIGHT_NAMES and not os.path.isfile(self.vgg_weights):
+            if check_files and self.vgg_weights not in VGG_WEIGHT_NAMES and not os.path.isfile(self.vgg_weights):
                 raise ValueError(f"--vgg-weights {self.vgg_weights} is not a file (VGG19 no-top weights, "
                                  "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5)")
             if self.image_size < 16:
@@ -148,7 +188,7 @@ class RunConfig:
             raise ValueError("the denoising pipeline needs --noise-factor > 0")
         if self.learning_rate <= 0:
             raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate}")
-        if self.data_dir and not os.path.isdir(self.data_dir):
+        if check_files and self.data_dir and not os.path.isdir(self.data_dir):
             raise ValueError(f"--data-dir {self.data_dir} is not a directory")
         if self.latent_dim < 0:
             raise ValueError(f"--latent-dim must be >= 1 (or 0 for the variant's default), got {self.latent_dim}")
@@ -170,9 +210,37 @@ class RunConfig:
         for key, value in self.model_options.items():
             if key in checks and not checks[key][0](value):
                 raise ValueError(f"--{key.replace('_', '-')} must be {checks[key][1]}, got {value}")
-        if self.inception_weights and not os.path.isfile(self.inception_weights):
+        if check_files and self.inception_weights and not os.path.isfile(self.inception_weights):
             raise ValueError(f"--inception-weights {self.inception_weights} is not a file (InceptionV3 no-top "
                              "weights, .h5 or .keras)")
+
+    def _validate_cloud_training(self) -> None:
+        accelerator = self.accelerator_type or self.machine_type or self.accelerator_count
+        if accelerator and not self.vertex_training:
+            raise ValueError("--accelerator-type, --accelerator-count and --machine-type choose the Vertex AI Training "
+                             "machine: add --vertex-training")
+        if not self.vertex_training:
+            return
+        if not self.gcp_project:
+            raise ValueError("--vertex-training needs --project PROJECT: the Google Cloud project the training job "
+                             "runs in")
+        if not self.image:
+            raise ValueError("--vertex-training needs --image IMAGE: the pipeline image (pipelines/Dockerfile) the "
+                             "training job runs")
+        if self.accelerator_type and self.accelerator_type not in GPU_TYPES + TPU_TYPES:
+            raise ValueError(f"--accelerator-type {self.accelerator_type!r} is not a Vertex AI accelerator; expected "
+                             f"one of {', '.join(GPU_TYPES + TPU_TYPES)}")
+        if self.accelerator_count < 0 or (self.accelerator_count and not self.accelerator_type):
+            raise ValueError(f"--accelerator-count {self.accelerator_count} needs --accelerator-type and must be >= 1")
+
+    def vertex_machine_spec(self) -> Dict[str, object]:
+        """The Vertex AI CustomJob machine spec of the Trainer: GPUs on n1-standard-8, or a TPU (8 cores)."""
+        tpu = self.accelerator_type in TPU_TYPES
+        spec: Dict[str, object] = {"machine_type": self.machine_type or ("cloud-tpu" if tpu else "n1-standard-8")}
+        if self.accelerator_type:
+            spec["accelerator_type"] = self.accelerator_type
+            spec["accelerator_count"] = self.accelerator_count or (8 if tpu else 1)
+        return spec
 
     def smoke(self) -> "RunConfig":
         """A laptop/test-sized copy: a few steps on a few hundred examples, lenient thresholds.

@@ -16,6 +16,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from pipelines import run_lock
 from pipelines.config import RunConfig
 
 _RUNNING = re.compile(r"Component (\S+) is running\.")
@@ -53,9 +54,20 @@ class ProgressPrinter(logging.Handler):
         print(f"[{index}/{len(self.node_ids)}] {text}", file=self.out, flush=True)
 
 
-def run_pipeline(config: RunConfig, create_pipeline: Callable, out=None) -> dict:
-    """Runs the pipeline; returns the summary (also written to the pipeline root)."""
+def run_pipeline(config: RunConfig, create_pipeline: Callable, out=None,
+                 wait_for_lock: Optional[float] = None) -> dict:
+    """Runs the pipeline; returns the summary (also written to the pipeline root).
+
+    The whole run holds the lock of its ML Metadata store (pipelines/run_lock.py): while another
+    run holds it, this one raises run_lock.RunLockError before touching the store or the pipeline
+    root, or with `wait_for_lock` seconds (math.inf: no limit) waits for it first.
+    """
     out = out or sys.stdout
+    with run_lock.hold(config.metadata_path, config.pipeline_name, wait_seconds=wait_for_lock, out=out):
+        return _run_holding_lock(config, create_pipeline, out)
+
+
+def _run_holding_lock(config: RunConfig, create_pipeline: Callable, out) -> dict:
     pipeline = create_pipeline(config)
     node_ids = [component.id for component in pipeline.components]
     os.makedirs(config.pipeline_root, exist_ok=True)

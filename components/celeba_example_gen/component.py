@@ -2,7 +2,7 @@
 from typing import Optional
 
 from tfx import types
-from tfx.dsl.components.base import base_component, executor_spec
+from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
@@ -18,7 +18,7 @@ class ExampleRejects(Artifact):
     `max_reject_fraction` and `reject_counts` (JSON, see executor.reject_summary).
     """
 
-    TYPE_NAME = "ExampleRejects"
+    TYPE_NAME = "genpipe.ExampleRejects"  # namespace.Name: the schema title Kubeflow V2 requires
 
 
 class CelebAExampleGenSpec(types.ComponentSpec):
@@ -40,7 +40,7 @@ class CelebAExampleGenSpec(types.ComponentSpec):
     }
 
 
-class CelebAExampleGen(base_component.BaseComponent):
+class CelebAExampleGen(base_beam_component.BaseBeamComponent):
     """An ExampleGen for CelebA whose output the stock StatisticsGen, SchemaGen and Transform read.
 
     Writes `{examples.uri}/Split-{train,eval,test}/data_tfrecord-*.gz` with features `image`

@@ -473,7 +473,7 @@ def test_component_exec_properties_and_outputs():
     }
     assert component.outputs["examples"].type == standard_artifacts.Examples
     assert component.outputs["rejects"].type == ExampleRejects
-    assert ExampleRejects.TYPE_NAME == "ExampleRejects"
+    assert ExampleRejects.TYPE_NAME == "genpipe.ExampleRejects"
     assert CelebAExampleGen("/d", crop="center", max_reject_fraction=1).exec_properties["max_reject_fraction"] == 1.0
 
 

@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import types
 from tfx.components.evaluator import constants as eval_constants
-from tfx.dsl.components.base import base_beam_executor
+from tfx.components.evaluator import executor as stock_evaluator
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
@@ -144,8 +144,15 @@ class _ScoreReconstructions(beam.DoFn):
             yield name, ({k: float(np.sum(v)) for k, v in per_image.items()}, len(records))
 
 
-class Executor(base_beam_executor.BaseBeamExecutor):
-    """Computes metrics, writes the evaluation artifact and the blessing."""
+class Executor(stock_evaluator.Executor):
+    """Computes metrics, writes the evaluation artifact and the blessing.
+
+    A subclass of the stock Evaluator's executor (whose `Do` it replaces) for one reason: on
+    Kubeflow / Vertex, TFX's container entrypoint rewrites the blessing's current/baseline model
+    ids into artifact names only for Evaluator executors (kubeflow_v2_run_executor ->
+    refactor_model_blessing), and the compiled latest-blessed-model resolver matches on those
+    names. Without it the baseline of a compiled pipeline would never be found.
+    """
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:

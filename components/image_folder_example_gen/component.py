@@ -2,7 +2,7 @@
 from typing import Optional
 
 from tfx import types
-from tfx.dsl.components.base import base_component, executor_spec
+from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
@@ -29,7 +29,7 @@ class ImageFolderExampleGenSpec(types.ComponentSpec):
     }
 
 
-class ImageFolderExampleGen(base_component.BaseComponent):
+class ImageFolderExampleGen(base_beam_component.BaseBeamComponent):
     """An ExampleGen for a folder of photos whose output the stock StatisticsGen, SchemaGen and Transform read.
 
     Writes `{examples.uri}/Split-{train,eval}/data_tfrecord-*.gz` with features `image` (PNG,

@@ -2,7 +2,7 @@
 from typing import Optional
 
 from tfx import types
-from tfx.dsl.components.base import base_component, executor_spec
+from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
@@ -24,7 +24,7 @@ class MnistExampleGenSpec(types.ComponentSpec):
     }
 
 
-class MnistExampleGen(base_component.BaseComponent):
+class MnistExampleGen(base_beam_component.BaseBeamComponent):
     """An ExampleGen for MNIST-family digits whose output the stock StatisticsGen, SchemaGen and Transform read.
 
     Writes `{uri}/Split-{train,eval}/data_tfrecord-*.gz` with features `image` (PNG,
