@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
 
 from pipelines import config as config_lib
 from serving.client import ServingError
@@ -326,6 +327,11 @@ def cmd_predict(args, out=None) -> int:
 
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TFX imports the Google Cloud client libraries, each of which warns on import that its support for
+    # Python 3.11 ends in 2027 (and aiplatform about google-cloud-storage < 3): about 30 lines before any
+    # progress line, about pins this project cannot change (TFX 1.16 is the newest line that installs).
+    warnings.filterwarnings("ignore", message="You are using a Python version", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="Support for google-cloud-storage < 3", category=FutureWarning)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":

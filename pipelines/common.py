@@ -224,8 +224,8 @@ def domain_classifier(config: RunConfig, data: DataComponents) -> List[object]:
 
     Compiled for Kubeflow / Vertex it is [DomainClassifier] alone: KubeflowV2DagRunner compiles
     only TFX's two stock resolver strategies, so the cross-pipeline search of
-    LatestDomainClassifierStrategy cannot run there; the classifier trains in each run (the
-    orchestrator's cache reuses it while its inputs are unchanged).
+    LatestDomainClassifierStrategy cannot run there; the classifier trains in each run (its input,
+    the ExampleGen's output, is new in every run: see kubeflow_runner).
     """
     from components.domain_classifier import DomainClassifier
     from components.domain_classifier import model as classifier_model

@@ -25,7 +25,8 @@ whole parameter.
 What differs from a local run: KubeflowV2DagRunner compiles only TFX's stock resolver
 strategies, so the domain classifier trains in each run instead of being found in ML Metadata
 (pipelines/common.py), and the ExampleGen task is never served from the cache, because the
-files behind `data_dir` may change between runs and are not read at compile time.
+files behind `data_dir` may change between runs and are not read at compile time (so the tasks
+after it, the classifier among them, run again too).
 """
 import dataclasses
 import json
