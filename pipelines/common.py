@@ -224,8 +224,9 @@ def domain_classifier(config: RunConfig, data: DataComponents) -> List[object]:
 
     Compiled for Kubeflow / Vertex it is [DomainClassifier] alone: KubeflowV2DagRunner compiles
     only TFX's two stock resolver strategies, so the cross-pipeline search of
-    LatestDomainClassifierStrategy cannot run there; the classifier trains in each run (its input,
-    the ExampleGen's output, is new in every run: see kubeflow_runner).
+    LatestDomainClassifierStrategy cannot run there. Instead the classifier keeps a copy of
+    itself under `<pipeline root>/domain_classifiers/` and later runs on the same data (by the
+    ExampleGen's input fingerprint and example counts) copy it instead of training.
     """
     from components.domain_classifier import DomainClassifier
     from components.domain_classifier import model as classifier_model
@@ -240,8 +241,9 @@ def domain_classifier(config: RunConfig, data: DataComponents) -> List[object]:
         dataset=config.dataset,
         **classifier_task(config),
     )
-    if config.remote:
-        return [DomainClassifier(examples=data.example_gen.outputs["examples"], **settings)]
+    if config.remote:  # no ML Metadata resolver: classifiers are kept by data and config under the root
+        return [DomainClassifier(examples=data.example_gen.outputs["examples"],
+                                 reuse_dir=f"{config.pipeline_root}/domain_classifiers", **settings)]
     previous = tfx.dsl.Resolver(
         strategy_class=LatestDomainClassifierStrategy,
         config={

@@ -23,10 +23,10 @@ and `style_config`; `PARAM.KEY=VALUE` sets any key of a JSON parameter and `PARA
 whole parameter.
 
 What differs from a local run: KubeflowV2DagRunner compiles only TFX's stock resolver
-strategies, so the domain classifier trains in each run instead of being found in ML Metadata
-(pipelines/common.py), and the ExampleGen task is never served from the cache, because the
-files behind `data_dir` may change between runs and are not read at compile time (so the tasks
-after it, the classifier among them, run again too).
+strategies, so the domain classifier is found in a folder under the pipeline root instead of in
+ML Metadata (pipelines/common.py), and the ExampleGen task is never served from the cache,
+because the files behind `data_dir` may change between runs and are not read at compile time
+(the ExampleGen fingerprints them when it runs).
 """
 import dataclasses
 import json

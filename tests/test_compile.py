@@ -97,6 +97,9 @@ def test_compiled_tasks_come_in_dependency_order(compiled, pipeline):
     assert "GenerativeEvaluator" in tasks["Pusher"]["dependentTasks"]
     if "DomainClassifier" in tasks:
         assert "DomainClassifier" in tasks["GenerativeEvaluator"]["dependentTasks"]
+        # No ML Metadata resolver compiles for it: it keeps and finds classifiers under the root instead.
+        reuse_dir = tasks["DomainClassifier"]["inputs"]["parameters"]["reuse_dir"]
+        assert reuse_dir == {"runtimeValue": {"constant": f"{ROOT}/domain_classifiers"}}
 
 
 @pytest.mark.parametrize("pipeline", sorted(EXPECTED_TASKS))

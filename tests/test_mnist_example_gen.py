@@ -121,6 +121,14 @@ def test_idx_files_round_trip_exactly(tmp_path, small_shards, compress, caplog):
     assert "reported no example counts" not in caplog.text
 
 
+def test_without_a_given_fingerprint_the_executor_takes_it_from_the_files(tmp_path):
+    """Compiled pipelines cannot fingerprint their data_dir when built: the ExampleGen does, when it runs."""
+    write_idx_dataset(tmp_path / "idx")
+    examples = run_executor(tmp_path / "out", dataset="mnist", data_dir=str(tmp_path / "idx"), input_fingerprint="")
+    fingerprint = examples.get_string_custom_property(example_gen_utils.FINGERPRINT_PROPERTY_NAME)
+    assert fingerprint == input_fingerprint("mnist", str(tmp_path / "idx"))
+
+
 def test_max_examples_per_split_keeps_the_first(tmp_path):
     digits = write_idx_dataset(tmp_path / "idx")
     examples = run_executor(

@@ -277,7 +277,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         logging.info("Rejected %d of %d images (%s); listed in %s", summary["total"], plan.input_images,
                      {reason: n for reason, n in summary["by_reason"].items() if n}, rejects_path)
 
-        annotate_examples(examples, exec_properties.get(INPUT_FINGERPRINT_KEY), example_counts, summary)
+        # The pipeline passes the fingerprint it computed when it was built; a compiled pipeline (whose
+        # data_dir is a runtime parameter) cannot, so it is taken here, from the files just read.
+        fingerprint = exec_properties.get(INPUT_FINGERPRINT_KEY) or sources.input_fingerprint(data_dir, source_name)
+        annotate_examples(examples, fingerprint, example_counts, summary)
         examples.set_string_custom_property(PADDED_COUNTS_PROPERTY, json.dumps(padded, sort_keys=True))
         examples.set_string_custom_property(CROP_PROPERTY, crop)
         examples.set_string_custom_property(SOURCE_PROPERTY, source.kind)

@@ -173,6 +173,9 @@ def test_rejects_are_counted_and_listed_with_reasons(celeba, face_run):
 def test_center_crop_reproduces_the_course_crop(celeba, tmp_path):
     examples, rejects = run_executor(tmp_path, celeba.root, crop="center", max_reject_fraction=LENIENT)
     assert examples.get_string_custom_property(executor_lib.CROP_PROPERTY) == "center"
+    # No fingerprint given (as in a compiled pipeline): the executor takes the files' own.
+    assert examples.get_string_custom_property(example_gen_utils.FINGERPRINT_PROPERTY_NAME) == \
+        sources.input_fingerprint(celeba.root)
     assert len(read_rejects(rejects)) == 8
     left, top = (178 - 128) / 2, (218 - 128) / 2
     for split in sources.SPLITS:

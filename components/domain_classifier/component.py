@@ -23,6 +23,7 @@ class DomainClassifierSpec(types.ComponentSpec):
         executor.SEED_KEY: ExecutionParameter(type=int, optional=True),
         executor.DATASET_KEY: ExecutionParameter(type=str, optional=True),
         executor.TASK_KEY: ExecutionParameter(type=str, optional=True),
+        executor.REUSE_DIR_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -41,7 +42,8 @@ class DomainClassifier(base_component.BaseComponent):
     the `classify` signature, see `model.py`) and `{uri}/metrics.json`. The output Model's
     custom properties: test_accuracy, min_accuracy, trustworthy (1 when test_accuracy >=
     min_accuracy), data_fingerprint, example_counts, classifier_config, dataset,
-    train_examples, eval_examples, reused_from (the copied artifact's id, 0 when trained).
+    train_examples, eval_examples, reused_from (the copied artifact's id, 0 when trained or copied
+    from reuse_dir), reused_from_uri (where a reused classifier came from, "" when trained).
 
     `previous` (0 or more Model artifacts, typically the latest output of this component
     resolved from ML Metadata) is copied instead of training when one has the same
@@ -68,6 +70,7 @@ class DomainClassifier(base_component.BaseComponent):
         seed: int = 0,
         dataset: str = "",
         task: str = model_lib.CLASSES,
+        reuse_dir: str = "",
     ):
         """Configures the component.
 
@@ -103,6 +106,7 @@ class DomainClassifier(base_component.BaseComponent):
             seed=seed,
             dataset=dataset,
             task=task,
+            reuse_dir=reuse_dir or None,
             model=types.Channel(type=standard_artifacts.Model),
         )
         super().__init__(spec=spec)

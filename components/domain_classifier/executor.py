@@ -8,6 +8,12 @@ the configured shape and an int64 `label` in [0, num_classes), or for the "attri
 `num_classes` int64 `attributes` that are 0 or 1), the classifier is
 trained on `train`, exported, and its accuracy measured on `eval` through the exported
 signature.
+
+Reuse without ML Metadata: with `reuse_dir` (a local or gs:// folder) every classifier this
+executor trains or reuses is also kept there under `<classifier_config>/<data_fingerprint>-
+<hash of example_counts>/`, and a run that finds no match in `previous` copies a matching kept
+classifier instead of training. Compiled pipelines (Kubeflow / Vertex, where the ML Metadata
+resolver of local runs cannot be compiled) share classifiers across runs this way.
 """
 import json
 import logging
@@ -40,6 +46,7 @@ MIN_ACCURACY_KEY = "min_accuracy"
 SEED_KEY = "seed"
 DATASET_KEY = "dataset"
 TASK_KEY = "task"
+REUSE_DIR_KEY = "reuse_dir"
 
 # Custom properties of the output Model artifact.
 TEST_ACCURACY = "test_accuracy"
@@ -52,9 +59,13 @@ DATASET = "dataset"
 TRAIN_EXAMPLES = "train_examples"
 EVAL_EXAMPLES = "eval_examples"
 REUSED_FROM = "reused_from"
+REUSED_FROM_URI = "reused_from_uri"  # where a reused classifier was copied from ("" when trained)
 TASK = "task"
 
 SCAN_BATCH = 1024
+KEPT_PROPERTIES_FILE = "properties.json"  # written last: a kept classifier without it is incomplete
+_STRING_PROPERTIES = (DATA_FINGERPRINT, EXAMPLE_COUNTS, CLASSIFIER_CONFIG, DATASET, TASK)
+_INT_PROPERTIES = (TRAIN_EXAMPLES, EVAL_EXAMPLES)
 
 
 def classifier_config(exec_properties: Dict[str, Any]) -> model_lib.ClassifierConfig:
@@ -118,6 +129,7 @@ def describe(model_artifact: types.Artifact) -> Dict[str, Any]:
         DATASET: model_artifact.get_string_custom_property(DATASET),
         TASK: model_artifact.get_string_custom_property(TASK) or model_lib.CLASSES,
         REUSED_FROM: model_artifact.get_int_custom_property(REUSED_FROM),
+        REUSED_FROM_URI: model_artifact.get_string_custom_property(REUSED_FROM_URI),
         "uri": model_artifact.uri,
     }
 
@@ -272,35 +284,46 @@ class Executor(base_executor.BaseExecutor):
         output = artifact_utils.get_single_instance(output_dict[MODEL_KEY])
         config_id = model_lib.config_hash(config)
 
+        reuse_dir = exec_properties.get(REUSE_DIR_KEY) or ""
         match = reusable(input_dict.get(PREVIOUS_KEY) or [], examples, config_id)
-        if match is not None and self._reuse(match, output, min_accuracy, dataset):
-            return
-        if not data_fingerprint(examples):
-            logging.info("DomainClassifier: Examples at %s carry no %s; training without reuse",
-                         examples.uri, example_gen_utils.FINGERPRINT_PROPERTY_NAME)
-        self._train(examples, output, config, config_id, min_accuracy, dataset)
+        kept = kept_classifier(reuse_dir, examples, config_id)
+        if match is not None and self._reuse(match.uri, _artifact_properties(match), match.id, output,
+                                             min_accuracy, dataset):
+            pass
+        elif kept is None or not self._reuse(kept, _read_properties(kept), 0, output, min_accuracy, dataset):
+            if not data_fingerprint(examples):
+                logging.info("DomainClassifier: Examples at %s carry no %s; training without reuse",
+                             examples.uri, example_gen_utils.FINGERPRINT_PROPERTY_NAME)
+            self._train(examples, output, config, config_id, min_accuracy, dataset)
+        if reuse_dir and data_fingerprint(examples):
+            keep_classifier(output, kept_path(reuse_dir, examples, config_id))  # once per data and config
 
     @staticmethod
-    def _reuse(previous: types.Artifact, output: types.Artifact, min_accuracy: float, dataset: str) -> bool:
-        """Copies a matching earlier classifier into the output; False if its files are gone."""
-        source = os.path.join(previous.uri, model_lib.SERVING_DIR)
-        metrics = os.path.join(previous.uri, model_lib.METRICS_FILE)
+    def _reuse(source_uri: str, properties: Dict[str, Any], source_id: int, output: types.Artifact,
+               min_accuracy: float, dataset: str) -> bool:
+        """Copies a matching earlier classifier (an artifact, or one kept in reuse_dir) into the output.
+
+        False, and a warning, when its files are gone.
+        """
+        source = os.path.join(source_uri, model_lib.SERVING_DIR)
+        metrics = os.path.join(source_uri, model_lib.METRICS_FILE)
         if not (tf.io.gfile.exists(os.path.join(source, "saved_model.pb")) and tf.io.gfile.exists(metrics)):
-            logging.warning("DomainClassifier: classifier %d at %s matches but its files are missing; training",
-                            previous.id, previous.uri)
+            logging.warning("DomainClassifier: the classifier at %s matches but its files are missing; training",
+                            source_uri)
             return False
         io_utils.copy_dir(source, os.path.join(output.uri, model_lib.SERVING_DIR))
         io_utils.copy_file(metrics, os.path.join(output.uri, model_lib.METRICS_FILE), overwrite=True)
-        for key in (DATA_FINGERPRINT, EXAMPLE_COUNTS, CLASSIFIER_CONFIG):
-            output.set_string_custom_property(key, previous.get_string_custom_property(key))
-        output.set_string_custom_property(DATASET, dataset or previous.get_string_custom_property(DATASET))
-        output.set_string_custom_property(TASK, previous.get_string_custom_property(TASK) or model_lib.CLASSES)
-        for key in (TRAIN_EXAMPLES, EVAL_EXAMPLES):
-            output.set_int_custom_property(key, previous.get_int_custom_property(key))
-        _record_judgement(output, previous.get_float_custom_property(TEST_ACCURACY), min_accuracy)
-        output.set_int_custom_property(REUSED_FROM, previous.id)
-        logging.info("DomainClassifier: reused classifier %d from %s (test accuracy %.4f, same data and config)",
-                     previous.id, previous.uri, previous.get_float_custom_property(TEST_ACCURACY))
+        for key in _STRING_PROPERTIES:
+            output.set_string_custom_property(key, properties.get(key) or "")
+        output.set_string_custom_property(DATASET, dataset or properties.get(DATASET) or "")
+        output.set_string_custom_property(TASK, properties.get(TASK) or model_lib.CLASSES)
+        for key in _INT_PROPERTIES:
+            output.set_int_custom_property(key, int(properties.get(key) or 0))
+        _record_judgement(output, float(properties[TEST_ACCURACY]), min_accuracy)
+        output.set_int_custom_property(REUSED_FROM, source_id)
+        output.set_string_custom_property(REUSED_FROM_URI, source_uri)
+        logging.info("DomainClassifier: reused the classifier at %s (test accuracy %.4f, same data and config)",
+                     source_uri, float(properties[TEST_ACCURACY]))
         return True
 
     @staticmethod
@@ -348,6 +371,7 @@ class Executor(base_executor.BaseExecutor):
         output.set_int_custom_property(TRAIN_EXAMPLES, train_examples)
         output.set_int_custom_property(EVAL_EXAMPLES, eval_examples)
         output.set_int_custom_property(REUSED_FROM, 0)
+        output.set_string_custom_property(REUSED_FROM_URI, "")
         _record_judgement(output, accuracy, min_accuracy)
         log = logging.info if accuracy >= min_accuracy else logging.warning
         log("DomainClassifier: test accuracy %.4f on %d eval examples (min %.4f: %s) after %.1f s of training",
@@ -359,3 +383,54 @@ def _record_judgement(output: types.Artifact, accuracy: float, min_accuracy: flo
     output.set_float_custom_property(TEST_ACCURACY, accuracy)
     output.set_float_custom_property(MIN_ACCURACY, min_accuracy)
     output.set_int_custom_property(TRUSTWORTHY, int(accuracy >= min_accuracy))
+
+
+# ---------------------------------------------------------------------------
+# Classifiers kept in reuse_dir
+
+
+def _artifact_properties(artifact: types.Artifact) -> Dict[str, Any]:
+    properties: Dict[str, Any] = {key: artifact.get_string_custom_property(key) for key in _STRING_PROPERTIES}
+    properties.update({key: artifact.get_int_custom_property(key) for key in _INT_PROPERTIES})
+    properties[TEST_ACCURACY] = artifact.get_float_custom_property(TEST_ACCURACY)
+    return properties
+
+
+def kept_path(reuse_dir: str, examples: types.Artifact, config_id: str) -> str:
+    """`<reuse_dir>/<classifier_config>/<data_fingerprint>-<example counts hash>`."""
+    import hashlib
+
+    counts = examples.get_string_custom_property(EXAMPLE_COUNTS_PROPERTY) or ""
+    return os.path.join(reuse_dir, config_id,
+                        f"{data_fingerprint(examples)[:32]}-{hashlib.sha256(counts.encode()).hexdigest()[:12]}")
+
+
+def _read_properties(path: str) -> Dict[str, Any]:
+    with tf.io.gfile.GFile(os.path.join(path, KEPT_PROPERTIES_FILE)) as f:
+        return json.load(f)
+
+
+def kept_classifier(reuse_dir: str, examples: types.Artifact, config_id: str) -> Optional[str]:
+    """The folder of a complete kept classifier for this data and config, or None."""
+    if not reuse_dir or not data_fingerprint(examples):
+        return None
+    path = kept_path(reuse_dir, examples, config_id)
+    if not tf.io.gfile.exists(os.path.join(path, KEPT_PROPERTIES_FILE)):
+        return None
+    properties = _read_properties(path)
+    same = (properties.get(DATA_FINGERPRINT) == data_fingerprint(examples)
+            and properties.get(EXAMPLE_COUNTS) == examples.get_string_custom_property(EXAMPLE_COUNTS_PROPERTY)
+            and properties.get(CLASSIFIER_CONFIG) == config_id)
+    return path if same else None
+
+
+def keep_classifier(output: types.Artifact, path: str) -> None:
+    """Copies the output classifier to `path` (once: a complete copy is never rewritten)."""
+    if tf.io.gfile.exists(os.path.join(path, KEPT_PROPERTIES_FILE)):
+        return
+    io_utils.copy_dir(os.path.join(output.uri, model_lib.SERVING_DIR), os.path.join(path, model_lib.SERVING_DIR))
+    io_utils.copy_file(os.path.join(output.uri, model_lib.METRICS_FILE), os.path.join(path, model_lib.METRICS_FILE),
+                       overwrite=True)
+    io_utils.write_string_file(os.path.join(path, KEPT_PROPERTIES_FILE),
+                               json.dumps(_artifact_properties(output), indent=2, sort_keys=True))
+    logging.info("DomainClassifier: kept the classifier in %s for later runs", path)

@@ -19,6 +19,7 @@ TRAIN_COUNT, EVAL_COUNT = 48, 20
 PROPERTIES = {"num_classes": 10, "image_shape": "[28, 28, 1]", "train_steps": 6, "batch_size": 16, "seed": 3,
               "dataset": "generated"}
 CONFIG = executor_lib.classifier_config(PROPERTIES)
+CONFIG_ID = model_lib.config_hash(CONFIG)
 
 
 def write_examples(directory, train_records, eval_records, fingerprint="fp-1"):
@@ -99,7 +100,7 @@ def test_trains_exports_and_records_properties(trained):
     assert trained.get_int_custom_property(executor_lib.REUSED_FROM) == 0
     assert describe(trained) == {
         "test_accuracy": accuracy, "min_accuracy": 0.0, "trustworthy": True, "dataset": "generated",
-        "task": model_lib.CLASSES, "reused_from": 0, "uri": trained.uri,
+        "task": model_lib.CLASSES, "reused_from": 0, "reused_from_uri": "", "uri": trained.uri,
     }
 
 
@@ -139,6 +140,41 @@ def test_reuse_copies_the_matching_classifier_without_training(raw_examples, tra
     images = make_digit_images(5, seed=2).astype(np.float32) / 255.0
     expected = load_classifier(trained)(images)["features"]
     np.testing.assert_allclose(load_classifier(reused)(images)["features"], expected)
+
+
+def test_reuse_dir_keeps_classifiers_for_runs_without_ml_metadata(raw_examples, trained, tmp_path, no_training):
+    """Compiled pipelines have no ML Metadata resolver: a classifier kept in reuse_dir stands in for it."""
+    shelf = tmp_path / "domain_classifiers"
+    first = run(raw_examples, tmp_path / "first", min_accuracy=0.0, previous=[trained], reuse_dir=str(shelf))
+    assert first.get_int_custom_property(executor_lib.REUSED_FROM) == 21
+    kept = executor_lib.kept_classifier(str(shelf), raw_examples, CONFIG_ID)
+    assert kept is not None and kept.startswith(str(shelf / CONFIG_ID))
+    with open(os.path.join(kept, executor_lib.KEPT_PROPERTIES_FILE)) as f:
+        assert json.load(f)[executor_lib.TEST_ACCURACY] == trained.get_float_custom_property(
+            executor_lib.TEST_ACCURACY)
+
+    # A later run with no `previous` (as on Vertex) copies the kept classifier instead of training.
+    second = run(raw_examples, tmp_path / "second", min_accuracy=0.0, reuse_dir=str(shelf))
+    assert second.get_int_custom_property(executor_lib.REUSED_FROM) == 0
+    assert second.get_string_custom_property(executor_lib.REUSED_FROM_URI) == kept
+    assert describe(second)[executor_lib.REUSED_FROM_URI] == kept
+    assert read_metrics(second) == read_metrics(trained)
+    for key in (executor_lib.DATA_FINGERPRINT, executor_lib.CLASSIFIER_CONFIG, executor_lib.EXAMPLE_COUNTS,
+                executor_lib.DATASET, executor_lib.TASK):
+        assert second.get_string_custom_property(key) == trained.get_string_custom_property(key)
+    for key in (executor_lib.TRUSTWORTHY, executor_lib.TRAIN_EXAMPLES, executor_lib.EVAL_EXAMPLES):
+        assert second.get_int_custom_property(key) == trained.get_int_custom_property(key)
+    images = make_digit_images(5, seed=2).astype(np.float32) / 255.0
+    np.testing.assert_allclose(load_classifier(second)(images)["features"],
+                               load_classifier(trained)(images)["features"])
+
+    # Other example counts (another max_examples_per_split) or an incomplete copy: not reused.
+    fewer = write_examples(tmp_path / "fewer", *[records[:30] for records in labelled_records()])
+    assert executor_lib.kept_classifier(str(shelf), fewer, CONFIG_ID) is None
+    with pytest.raises(AssertionError, match="was trained"):
+        run(fewer, tmp_path / "third", min_accuracy=0.0, reuse_dir=str(shelf))
+    os.remove(os.path.join(kept, executor_lib.KEPT_PROPERTIES_FILE))
+    assert executor_lib.kept_classifier(str(shelf), raw_examples, CONFIG_ID) is None
 
 
 def test_trustworthy_follows_min_accuracy(raw_examples, trained, tmp_path, no_training):

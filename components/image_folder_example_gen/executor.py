@@ -108,7 +108,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         logging.info("Rejected %d of %d images (%s); listed in %s", summary["total"], plan.input_images,
                      {reason: n for reason, n in summary["by_reason"].items() if n}, rejects_path)
 
-        annotate_examples(examples, exec_properties.get(INPUT_FINGERPRINT_KEY), example_counts, summary)
+        # Compiled pipelines cannot fingerprint their data when built (data_dir is a runtime parameter).
+        fingerprint = exec_properties.get(INPUT_FINGERPRINT_KEY) or sources.input_fingerprint(data_dir)
+        annotate_examples(examples, fingerprint, example_counts, summary)
         examples.set_string_custom_property(UPSCALED_COUNTS_PROPERTY, json.dumps(upscaled, sort_keys=True))
         examples.set_int_custom_property(IMAGE_SIZE_PROPERTY, image_size)
 

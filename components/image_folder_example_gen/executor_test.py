@@ -304,6 +304,9 @@ def test_too_many_rejects_fails_and_keeps_the_rejects(folder, tmp_path):
 
 def test_max_examples_per_split_keeps_the_first_by_path(folder, tmp_path):
     examples, rejects = run_executor(tmp_path, folder.root, max_examples_per_split=2, max_reject_fraction=0.5)
+    # No fingerprint given (as in a compiled pipeline): the executor takes the files' own.
+    assert examples.get_string_custom_property(example_gen_utils.FINGERPRINT_PROPERTY_NAME) == \
+        sources.input_fingerprint(folder.root)
     written = {split: sorted(read_split(examples, split)) for split in sources.SPLITS}
     hashed = {split: sorted(i for i in [*GOOD, *BAD] if sources.hash_split(i, 0.1) == split)[:2]
               for split in sources.SPLITS}

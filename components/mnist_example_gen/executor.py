@@ -128,7 +128,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples_utils.set_file_format(examples, file_format)
         examples.span = 0
         examples.set_int_custom_property(example_gen_utils.SPAN_PROPERTY_NAME, 0)
-        fingerprint = exec_properties.get(INPUT_FINGERPRINT_KEY)
+        # Compiled pipelines cannot fingerprint their data when built (data_dir is a runtime parameter).
+        fingerprint = exec_properties.get(INPUT_FINGERPRINT_KEY) or sources.input_fingerprint(dataset, data_dir)
         if fingerprint:
             examples.set_string_custom_property(example_gen_utils.FINGERPRINT_PROPERTY_NAME, fingerprint)
         examples.set_string_custom_property(EXAMPLE_COUNTS_PROPERTY, json.dumps(counts, sort_keys=True))
