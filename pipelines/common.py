@@ -194,13 +194,22 @@ def latest_blessed_model_resolver() -> object:
 
 
 def pusher(config: RunConfig, model_channel, blessing_channel) -> object:
-    """Stock Pusher to `<serving_dir>/<model_name>/<version>/`, only for blessed models."""
+    """Stock Pusher to `<serving_dir>/<model_name>/<version>/`, only for blessed models.
+
+    Its executor (components/pusher) does not add a version when the newest one already is this
+    model, as on a rerun with unchanged inputs.
+    """
+    from tfx.dsl.components.base import executor_spec
+
+    from components.pusher import executor as pusher_executor
+
     return tfx.components.Pusher(
         model=model_channel,
         model_blessing=blessing_channel,
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=f"{config.serving_dir}/{config.model_name}")
         ),
+        custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_executor.Executor),
     )
 
 

@@ -192,6 +192,7 @@ def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
         "blessing_reasons": [],
         "pushed": False,
         "pushed_model": None,
+        "already_serving": False,
         "not_pushed_reason": None,
         "reconstructions_png": None,
         "samples_png": None,
@@ -224,6 +225,7 @@ def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
         if pushed and _custom(pushed[0], "pushed") == 1:
             summary["pushed"] = True
             summary["pushed_model"] = _custom(pushed[0], "pushed_destination")
+            summary["already_serving"] = _custom(pushed[0], "already_serving") == 1
     if not summary["pushed"]:
         if summary["blessed"] is False:
             summary["not_pushed_reason"] = "not blessed: " + "; ".join(summary["blessing_reasons"])
@@ -255,7 +257,8 @@ def format_summary(summary: dict) -> str:
     for reason in summary["blessing_reasons"]:
         lines.append(f"    - {reason}")
     if summary["pushed"]:
-        lines.append(f"  pushed model: {summary['pushed_model']}")
+        again = " (already the newest version: not copied again)" if summary.get("already_serving") else ""
+        lines.append(f"  pushed model: {summary['pushed_model']}{again}")
     else:
         lines.append(f"  not pushed: {summary['not_pushed_reason']}")
     rejects = summary.get("rejects")

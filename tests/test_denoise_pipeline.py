@@ -75,6 +75,12 @@ def test_second_run_reuses_cached_components(first_run):
     states = summary["components"]
     for node in ("MnistExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer"):
         assert states[node] == "CACHED", states
+    # The evaluator re-runs (its baseline is now this model), but the model is not pushed as a new version.
+    first_summary = first_run[1]
+    assert summary["pushed"] is True and summary["already_serving"] is True
+    assert summary["pushed_model"] == first_summary["pushed_model"]
+    assert os.listdir(os.path.dirname(summary["pushed_model"])) == [os.path.basename(first_summary["pushed_model"])]
+    assert "(already the newest version: not copied again)" in local_runner.format_summary(summary)
 
 
 def test_unblessed_model_is_not_pushed(first_run, tmp_path):

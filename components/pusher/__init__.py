@@ -1,0 +1,1 @@
+"""The stock Pusher's executor without duplicate versions (see executor.py)."""
