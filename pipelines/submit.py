@@ -521,7 +521,8 @@ def _kfp_client(args):
 
 def _api_message(body) -> str:
     try:
-        message = json.loads(body).get("message") or json.loads(body).get("error")
+        document = json.loads(body)
+        message = document.get("message") or document.get("error")
     except (TypeError, ValueError, AttributeError):
         message = body.decode() if isinstance(body, bytes) else body
     return f": {message}" if message else ""
