@@ -52,7 +52,8 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     generative.add_argument("--num-samples", type=int,
                             help="generated images scored per model for classifier-FD and coverage (default 2000)")
     generative.add_argument("--min-classes", type=int,
-                            help="classes that must hold >= 2%% of samples (default 9 of 10)")
+                            help="classes that must hold >= 2%% of samples, or the samples count as collapsed and are "
+                            "not blessed (default 9 of 10; gan --variant dense 8)")
     generative.add_argument("--inception-weights",
                             help="local InceptionV3 no-top weights file: adds Inception FID (never downloaded)")
     generative.add_argument("--kl-weight", type=float, help="vae: weight of the KL term in the training loss")
@@ -285,14 +286,23 @@ def cmd_run(args, out=None) -> int:
     config = config_from_args(args)
     from pipelines import local_runner
 
-    summary = local_runner.run_pipeline(config, _load(PIPELINES[args.pipeline]), out=out,
-                                        wait_for_lock=args.wait_for_lock)
+    failed = None
+    try:
+        summary = local_runner.run_pipeline(config, _load(PIPELINES[args.pipeline]), out=out,
+                                            wait_for_lock=args.wait_for_lock)
+    except local_runner.PipelineRunFailed as error:
+        failed, summary = error, error.summary
     print(local_runner.format_summary(summary), file=out)
     if args.summary:
         os.makedirs(os.path.dirname(os.path.abspath(args.summary)), exist_ok=True)
         with open(args.summary, "w") as f:
             json.dump(summary, f, indent=2)
         print(f"  summary JSON: {os.path.abspath(args.summary)}", file=out)
+    if failed is not None:
+        # Bad input (the components raise ValueError / FileNotFoundError naming the file) exits 2 as a
+        # bad flag does; any other failure exits 1. The traceback is in the run's log, not on the console.
+        print(f"genpipe: error: {summary['error']} (traceback: {summary['log']})", file=sys.stderr)
+        return 2 if isinstance(failed.error, (ValueError, FileNotFoundError)) else 1
     return 0
 
 

@@ -49,9 +49,26 @@ class ProgressPrinter(logging.Handler):
             self.timings[node] = seconds
             self._print(f"{node} {'cached' if self.cached else 'done'} in {seconds:.1f} s")
 
+    def failed(self, error: BaseException) -> None:
+        """The line for the component that was running when the run stopped with `error`."""
+        if self.current is not None:
+            self._print(f"{self.current} FAILED after {time.time() - self.started:.1f} s: {type(error).__name__}")
+
     def _print(self, text):
         index = self.node_ids.index(self.current) + 1 if self.current in self.node_ids else 0
         print(f"[{index}/{len(self.node_ids)}] {text}", file=self.out, flush=True)
+
+
+class PipelineRunFailed(RuntimeError):
+    """A component of the run raised; `summary` holds what the run did up to there and the failure.
+
+    The original exception is the `__cause__`; its traceback is in the run's log file.
+    """
+
+    def __init__(self, summary: dict, error: BaseException):
+        super().__init__(summary["error"])
+        self.summary = summary
+        self.error = error
 
 
 def run_pipeline(config: RunConfig, create_pipeline: Callable, out=None,
@@ -87,8 +104,13 @@ def _run_holding_lock(config: RunConfig, create_pipeline: Callable, out) -> dict
     print(f"Running {config.pipeline_name}: {len(node_ids)} components, root {config.pipeline_root}", file=out)
     print(f"Log: {log_path}", file=out, flush=True)
     started = time.time()
+    failure = None
     try:
         tfx.orchestration.LocalDagRunner().run(pipeline)
+    except Exception as error:  # a component raised: say which, keep the traceback in the log, summarise
+        failure = error
+        progress.failed(error)
+        absl_logger.error("Component %s failed", progress.current, exc_info=True)
     finally:
         absl_logger.removeHandler(progress)
         absl_logger.removeHandler(file_handler)
@@ -98,8 +120,15 @@ def _run_holding_lock(config: RunConfig, create_pipeline: Callable, out) -> dict
     summary = read_summary(config, node_ids)
     summary["wall_seconds"] = round(time.time() - started, 1)
     summary["log"] = log_path
+    if failure is not None:
+        summary["failed_component"] = progress.current
+        summary["error"] = f"{progress.current or 'the pipeline'} failed: {type(failure).__name__}: {failure}"
+        if not summary["pushed"]:
+            summary["not_pushed_reason"] = f"the run stopped when {progress.current or 'the pipeline'} failed"
     with open(os.path.join(config.pipeline_root, "last_run_summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
+    if failure is not None:
+        raise PipelineRunFailed(summary, failure) from failure
     return summary
 
 
@@ -243,6 +272,9 @@ def format_summary(summary: dict) -> str:
     lines = [f"\n== {summary['pipeline']} summary =="]
     for node, state in summary["components"].items():
         lines.append(f"  {node:<32} {state}")
+    if summary.get("error"):
+        lines.append(f"  FAILED: {summary['error']}")
+        lines.append(f"  traceback: {summary['log']}")
     if summary["metrics"]:
         lines.append("  metrics (eval split):")
         for key, value in summary["metrics"].items():
@@ -250,10 +282,13 @@ def format_summary(summary: dict) -> str:
                 value = f"{len(value)} values (see metrics.json)"
             lines.append(f"    {key:<22} {value:.4f}" if isinstance(value, float) else f"    {key:<22} {value}")
     for metric, target in summary["quality_targets"].items():
+        if summary.get("error") and target["value"] is None:
+            continue  # the run failed before the evaluator
         state = "met" if target["met"] else "NOT met"
         value = "n/a" if target["value"] is None else f"{target['value']:.2f}"
         lines.append(f"  quality target {metric} >= {target['target']}: {value} ({state})")
-    lines.append(f"  blessed: {summary['blessed']}")
+    if summary["blessed"] is not None or not summary.get("error"):
+        lines.append(f"  blessed: {summary['blessed']}")
     for reason in summary["blessing_reasons"]:
         lines.append(f"    - {reason}")
     if summary["pushed"]:

@@ -146,14 +146,51 @@ def test_cli_reports_corrupt_idx_file_by_name(tmp_path, capsys):
     code = cli.main([
         "run", "autoencoder", "--variant", "dense", "--dataset", "mnist", "--data-dir", str(data_dir),
         "--pipeline-root", str(tmp_path / "root"), "--serving-dir", str(tmp_path / "serving"),
-        "--train-steps", "2", "--batch-size", "4",
+        "--train-steps", "2", "--batch-size", "4", "--summary", str(tmp_path / "summary.json"),
     ])
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err, out = captured.err, captured.out
     assert code == 2
     assert "t10k-labels-idx1-ubyte" in err and "2049" in err
     assert not (tmp_path / "serving").exists()
+    # The console names the failed component and ends with a summary; the traceback is in the log only.
+    assert "[1/8] MnistExampleGen FAILED after" in out and "Traceback" not in out + err
+    import json
+
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["failed_component"] == "MnistExampleGen"
+    assert summary["error"].startswith("MnistExampleGen failed: MnistDataError:") and "2049" in summary["error"]
+    assert summary["components"]["MnistExampleGen"] == "FAILED" and summary["components"]["Trainer"] == "NOT_RUN"
+    assert f"FAILED: {summary['error']}" in out and summary["log"] in err
+    log = open(summary["log"]).read()
+    assert "Traceback" in log and "MnistDataError" in log
     # The failed ExampleGen published no Examples artifact.
     config = cli.config_from_args(cli.build_parser().parse_args(
         ["run", "autoencoder", "--pipeline-root", str(tmp_path / "root")]))
     examples = local_runner._store(config).get_artifacts_by_type("Examples")
     assert [a for a in examples if a.state == metadata_store_pb2.Artifact.LIVE] == []
+
+
+def test_cli_exits_1_and_summarises_when_a_component_fails_for_another_reason(tmp_path, capsys, monkeypatch):
+    """Not bad input but a fault (here the ExampleGen's writer dies): exit status 1, the failed component
+    named on the console and in the summary, nothing pushed, the traceback in the run's log."""
+    from components.mnist_example_gen import executor as mnist_executor
+
+    def broken(self, input_dict, output_dict, exec_properties):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mnist_executor.Executor, "Do", broken)
+    root = tmp_path / "root"
+    code = cli.main(["run", "denoise", "--pipeline-root", str(root), "--serving-dir", str(tmp_path / "serving"),
+                     "--max-examples-per-split", "8", "--no-cache"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "[1/8] MnistExampleGen FAILED after" in captured.out
+    assert "MnistExampleGen failed: OSError: [Errno 28] No space left on device" in captured.err
+    with open(root / "last_run_summary.json") as f:
+        import json
+
+        summary = json.load(f)
+    assert summary["failed_component"] == "MnistExampleGen" and summary["pushed"] is False
+    assert "not pushed: the run stopped when MnistExampleGen failed" in captured.out
+    assert "Traceback" not in captured.out + captured.err and "Traceback" in open(summary["log"]).read()

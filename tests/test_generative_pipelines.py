@@ -127,3 +127,30 @@ def test_cli_knows_the_generative_pipelines_and_rejects_misplaced_flags(capsys):
     assert "not a variant of gan" in capsys.readouterr().err
     assert cli.main(["run", "gan", "--d-steps", "0"]) == 2
     assert "--d-steps must be a whole number >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pipeline, flags, classes", [
+    ("gan", [], 9), ("gan", ["--min-classes", "7"], 7), ("gan", ["--variant", "dense"], 8),
+    ("gan", ["--variant", "dense", "--min-classes", "10"], 10), ("vae", [], 9), ("vae", ["--min-classes", "6"], 6),
+])
+def test_the_collapse_flag_and_the_coverage_threshold_are_one_setting(pipeline, flags, classes, tmp_path):
+    """A generator the evaluator flags as collapsed is never blessed, and one it does not flag never
+    fails the coverage threshold: --min-classes sets both (gan --variant dense defaults to 8)."""
+    args = cli.build_parser().parse_args(["run", pipeline, "--pipeline-root", str(tmp_path), *flags])
+    config = cli.config_from_args(args)
+    assert config.thresholds["classes_covered"] == {"min": classes}
+    from pipelines import common
+
+    min_classes = common.sample_config(config, "unit")["min_classes"]
+    assert (min_classes or 9) == classes
+    if "classes_covered" in config.quality_targets:
+        assert config.quality_targets["classes_covered"] == classes
+    assert config.smoke().with_collapse_gates().thresholds == {}  # smoke configs gain no gate
+
+
+def test_the_attribute_diversity_flag_sets_the_faces_threshold(tmp_path):
+    args = cli.build_parser().parse_args([
+        "run", "faces", "--data-dir", str(tmp_path), "--min-attribute-diversity", "0.3"])
+    config = cli.config_from_args(args)
+    assert config.thresholds["attribute_diversity"] == {"min": 0.3}
+    assert config.quality_targets["attribute_diversity"] == 0.3

@@ -64,8 +64,8 @@ UNASSIGNED_SPLIT = "unassigned"  # reject_counts["by_split"] key for images with
 IMAGES_PER_SHARD = 250
 
 
-class TooManyRejectsError(RuntimeError):
-    """More of the input was rejected than max_reject_fraction allows; the message says where the list is."""
+class TooManyRejectsError(ValueError):
+    """More of the input was rejected than max_reject_fraction allows (bad input); the message says where the list is."""
 
 
 def plan_shards(split: str, num_images: int, images_per_shard: int = IMAGES_PER_SHARD) -> List[Shard]:
