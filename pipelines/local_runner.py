@@ -22,6 +22,7 @@ from pipelines.config import RunConfig
 _RUNNING = re.compile(r"Component (\S+) is running\.")
 _FINISHED = re.compile(r"Component (\S+) is finished\.")
 _CACHED = re.compile(r"A cached execution (\d+) is used\.")
+_ALARM = re.compile(r"(mode-collapse alarm .*|stop_on_collapse: .*)")  # trainer_modules/collapse.py, shown as it happens
 
 
 class ProgressPrinter(logging.Handler):
@@ -43,6 +44,8 @@ class ProgressPrinter(logging.Handler):
             self._print(f"{self.current} ...")
         elif _CACHED.match(message):
             self.cached = True
+        elif _ALARM.match(message):
+            self._print(f"{self.current}: {message}")
         elif match := _FINISHED.match(message):
             node = match.group(1)
             seconds = time.time() - self.started
@@ -202,6 +205,20 @@ def rejects_summary(outputs: Dict[str, List[metadata_store_pb2.Artifact]]) -> Op
     }
 
 
+def training_alarm(trainer_outputs: dict) -> dict:
+    """The GAN Trainer's mode-collapse alarm (trainer_modules/collapse.py) from its training summary, if any."""
+    runs = trainer_outputs.get("model_run") or []
+    path = os.path.join(runs[0].uri, "training_summary.json") if runs else ""
+    if not path or not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        training = json.load(f)
+    monitor = training.get("collapse_monitor") or {}
+    if not monitor.get("alarm"):
+        return {}
+    return {"training_alarm": monitor["alarm"]["message"], "stopped_at_step": training.get("stopped_at_step")}
+
+
 def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
     """What the last run did, read from ML Metadata and the artifacts it recorded."""
     store = _store(config)
@@ -249,6 +266,8 @@ def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
             summary["classifier"] = report.get("classifier")
             if report.get("inception_fid"):
                 summary["inception_fid"] = report["inception_fid"]
+    if "Trainer" in executions:
+        summary.update(training_alarm(output_artifacts(store, executions["Trainer"].id)))
     if "Pusher" in executions:
         pushed = output_artifacts(store, executions["Pusher"].id).get("pushed_model", [])
         if pushed and _custom(pushed[0], "pushed") == 1:
@@ -287,6 +306,9 @@ def format_summary(summary: dict) -> str:
         state = "met" if target["met"] else "NOT met"
         value = "n/a" if target["value"] is None else f"{target['value']:.2f}"
         lines.append(f"  quality target {metric} >= {target['target']}: {value} ({state})")
+    if summary.get("training_alarm"):
+        stopped = f" (training stopped at step {summary['stopped_at_step']})" if summary.get("stopped_at_step") else ""
+        lines.append(f"  Trainer {summary['training_alarm']}{stopped}")
     if summary["blessed"] is not None or not summary.get("error"):
         lines.append(f"  blessed: {summary['blessed']}")
     for reason in summary["blessing_reasons"]:

@@ -204,6 +204,12 @@ def test_run_fn_trains_dcgan_and_exports_signatures(transformed_symmetric, tmp_p
     assert all(np.isfinite(v) for v in summary["final"].values())
     assert tf.io.gfile.glob(os.path.join(fn_args.model_run_dir, "images", "*tfevents*"))
     assert tf.io.gfile.glob(os.path.join(fn_args.model_run_dir, "train", "*tfevents*"))
+    # The collapse monitor measured after each 2-step chunk; its numbers are in the history too.
+    monitor = summary["collapse_monitor"]
+    assert [check["step"] for check in monitor["checks"]] == [2, 4] and summary["stopped_at_step"] is None
+    assert {"collapse_diversity", "collapse_duplicates"} <= set(summary["final"])
+    assert all(0.0 <= check["duplicate_fraction"] <= 1.0 and check["sample_diversity"] >= 0.0
+               for check in monitor["checks"])
     grid = tf.io.decode_png(tf.io.read_file(os.path.join(fn_args.model_run_dir, "samples.png")))
     assert tuple(grid.shape) == (gan.GRID_ROWS * 30, gan.GRID_COLUMNS * 30, 1)
 
@@ -233,6 +239,23 @@ def test_run_fn_trains_dcgan_and_exports_signatures(transformed_symmetric, tmp_p
     fresh, _ = gan.build_networks("dcgan")
     expected = gan.to_unit_range(fresh(gan.latent_grid(32, 3, 5), training=False), "symmetric")
     np.testing.assert_allclose(before, expected.numpy(), atol=1e-6)
+
+
+def test_stop_on_collapse_stops_training_at_the_alarm_and_still_exports(transformed_symmetric, tmp_path):
+    """A diversity floor no generator can meet makes every check fail: with patience 2 the alarm goes
+    off at the second chunk, training stops there, and the generator is exported for the evaluator."""
+    from trainer_modules import collapse
+
+    fn_args = _fn_args(transformed_symmetric, tmp_path, "stop", train_steps=8, **{
+        collapse.MIN_DIVERSITY: 1.0, collapse.WARMUP_FRACTION: 0.0, collapse.STOP_ON_COLLAPSE: True})
+    fn_args.custom_config[collapse.MIN_DIVERSITY] = 1.0  # diversity 1.0 = as varied as the real images
+    gan.run_fn(fn_args)
+    summary = _summary(fn_args)
+    monitor = summary["collapse_monitor"]
+    assert monitor["alarm"]["step"] == 4 and "mode-collapse alarm at step 4" in monitor["alarm"]["message"]
+    assert monitor["stopped_early"] is True and summary["stopped_at_step"] == 4 and summary["steps_this_run"] == 4
+    assert [check["failing"] for check in monitor["checks"]] == [True, True]
+    assert tf.io.gfile.exists(os.path.join(fn_args.serving_model_dir, "saved_model.pb"))
 
 
 def test_value_range_mismatch_is_named(transformed_data, tmp_path):

@@ -4,6 +4,7 @@ The two pipelines share an ML Metadata store, as every local pipeline under runs
 the second one finds the dataset's domain classifier there and reuses it instead of training.
 """
 import dataclasses
+import io
 import json
 import os
 
@@ -41,9 +42,11 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("generative")
     vae_config = _smoke("vae", root)
     vae_summary = local_runner.run_pipeline(vae_config, vae_pipeline.create_pipeline)
-    gan_config = _smoke("gan", root, "--variant", "dcgan")
-    gan_summary = local_runner.run_pipeline(gan_config, gan_pipeline.create_pipeline)
-    return {"root": root, "vae": (vae_config, vae_summary), "gan": (gan_config, gan_summary)}
+    gan_config = _smoke("gan", root, "--variant", "dcgan", "--stop-on-collapse")
+    gan_out = io.StringIO()
+    gan_summary = local_runner.run_pipeline(gan_config, gan_pipeline.create_pipeline, out=gan_out)
+    return {"root": root, "vae": (vae_config, vae_summary), "gan": (gan_config, gan_summary),
+            "gan_console": gan_out.getvalue()}
 
 
 @pytest.mark.parametrize("family", ["vae", "gan"])
@@ -92,6 +95,19 @@ def test_gan_compares_with_its_untrained_generator_and_samples_reproducibly(runs
     again = sample(**{sig.NUM_INPUT: tf.constant(4), sig.SEED_INPUT: tf.constant(11)})[sig.IMAGES_OUTPUT].numpy()
     assert images.shape == (4, 28, 28, 1) and 0.0 <= images.min() and images.max() <= 1.0
     np.testing.assert_array_equal(images, again)
+
+
+def test_the_collapse_alarm_of_a_barely_trained_gan_reaches_the_console_and_the_summary(runs):
+    """Four steps leave the generator drawing near-constant images: the Trainer's collapse monitor
+    raises its alarm at the last chunk, shown as it happens and in the summary. Training had no
+    steps left to stop (--stop-on-collapse), and the alarm alone does not block the push."""
+    config, summary = runs["gan"]
+    assert config.model_options["stop_on_collapse"] is True
+    assert summary["training_alarm"].startswith("mode-collapse alarm at step 4 (2 checks in a row): sample diversity")
+    assert summary["stopped_at_step"] is None and summary["pushed"] is True
+    assert "[8/10] Trainer: mode-collapse alarm at step 4" in runs["gan_console"]
+    assert f"  Trainer {summary['training_alarm']}" in local_runner.format_summary(summary)
+    assert "training_alarm" not in runs["vae"][1]  # the VAE has no monitor
 
 
 def test_domain_classifier_is_trained_once_per_dataset_through_ml_metadata(runs):

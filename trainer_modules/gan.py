@@ -34,6 +34,7 @@ import tensorflow_transform as tft
 
 from serving import signatures as sig
 from serving import warmup
+from trainer_modules import collapse
 from trainer_modules import contract
 from trainer_modules import png_output
 from trainer_modules import preprocessing
@@ -424,14 +425,15 @@ def run_fn(fn_args):
     """TFX Trainer entry point (GenericExecutor)."""
     custom_config = dict(fn_args.custom_config or {})
     gan_config = GanConfig.from_custom_config(custom_config)
+    collapse_config = collapse.CollapseConfig.from_custom_config(custom_config)
     config = training.TrainingConfig.from_custom_config(custom_config)
     keras.utils.set_random_seed(config.seed)
     strategy = training.choose_strategy(config.strategy)
     with training.precision_policy(config.mixed_precision, strategy) as policy:
-        _train_and_export(fn_args, gan_config, config, strategy, policy)
+        _train_and_export(fn_args, gan_config, collapse_config, config, strategy, policy)
 
 
-def _train_and_export(fn_args, gan_config, config, strategy, policy):
+def _train_and_export(fn_args, gan_config, collapse_config, config, strategy, policy):
     variant = get_variant(gan_config.variant)
     latent_dim = gan_config.latent_dim
     replicas = strategy.num_replicas_in_sync
@@ -481,12 +483,24 @@ def _train_and_export(fn_args, gan_config, config, strategy, policy):
         images = to_unit_range(generator(grid_latent, training=False), variant.value_range).numpy()
         return np.split(images, GRID_ROWS)
 
+    monitor_latent = tf.random.stateless_normal((collapse_config.num_samples, latent_dim), seed=(config.seed, 7))
+    real_reference = next(iter(training.make_dataset(
+        fn_args.train_files, spec, to_inputs, collapse_config.num_samples, shuffle=False, repeat=False,
+        drop_remainder=False)))
+    _, steps_per_epoch, _ = config.step_plan(fn_args.train_steps, strategy)
+    monitor = collapse.CollapseMonitor(
+        lambda: to_unit_range(generator(monitor_latent, training=False), variant.value_range).numpy(),
+        to_unit_range(real_reference, variant.value_range).numpy(), collapse_config,
+        steps_per_epoch=steps_per_epoch, total_steps=fn_args.train_steps,
+    )
+
     fit = training.fit_resumable(
         gan, fn_args, config, train_ds, eval_ds, global_batch,
         run_key_parts=(gan_config.as_dict(), replicas),
         trackables={"generator": generator, "discriminator": discriminator,
                     "d_optimizer": gan.d_optimizer, "g_optimizer": gan.g_optimizer},
         callbacks=[training.ImageGridCallback(fn_args.model_run_dir, grid_rows, name="samples_fixed_latent")],
+        logging_callbacks=[monitor],
     )
     export_generator(generator, latent_dim, variant.value_range, fn_args.serving_model_dir)
     warmup.add_warmup(fn_args.serving_model_dir)  # TF Serving replays these at load
@@ -499,4 +513,5 @@ def _train_and_export(fn_args, gan_config, config, strategy, policy):
         "precision": policy,
         "untrained_model_dir": untrained_dir,
         **fit.summary(),
+        "collapse_monitor": monitor.summary(),
     })

@@ -384,13 +384,17 @@ class FitResult:
     steady_examples_per_second: Optional[float]
 
     def summary(self) -> dict:
-        steps_run = (self.epochs - self.initial_epoch) * self.steps_per_epoch
+        # Epochs this fit ran: fewer than planned when a callback stopped it (stop_on_collapse).
+        epochs_run = len(self.history.epoch) if hasattr(self.history, "epoch") else self.epochs - self.initial_epoch
+        steps_run = epochs_run * self.steps_per_epoch
         history = getattr(self.history, "history", None) or {}
         return {
             "global_batch_size": self.global_batch,
             "train_steps": self.epochs * self.steps_per_epoch,
             "resumed_from_epoch": self.initial_epoch,
             "steps_this_run": steps_run,
+            "stopped_at_step": (self.initial_epoch + epochs_run) * self.steps_per_epoch
+            if self.initial_epoch + epochs_run < self.epochs else None,
             "seconds_per_step": self.seconds / steps_run if steps_run else None,
             "examples_per_second": steps_run * self.global_batch / self.seconds if steps_run else None,
             "steady_examples_per_second": self.steady_examples_per_second,
@@ -399,14 +403,16 @@ class FitResult:
 
 
 def fit_resumable(model, fn_args, config: TrainingConfig, train_ds, eval_ds, global_batch: int,
-                  run_key_parts: Sequence, trackables: Dict[str, object], callbacks: Sequence = ()) -> FitResult:
+                  run_key_parts: Sequence, trackables: Dict[str, object], callbacks: Sequence = (),
+                  logging_callbacks: Sequence = ()) -> FitResult:
     """model.fit in checkpointed chunks, resuming a killed run with the same key, with the shared callbacks.
 
     fn_args.train_steps are split into epochs of at most config.checkpoint_every steps; after
     each, the `trackables` (model, optimizers) and the epoch are checkpointed under a directory
     keyed by the training files, `run_key_parts`, the steps and the code fingerprint. Every
     chunk also validates on fn_args.eval_steps eval batches and writes TensorBoard scalars;
-    `callbacks` (image grids) run after those.
+    `callbacks` (image grids) run after those; `logging_callbacks` run before TensorBoard, so what
+    they add to the epoch logs (the collapse monitor's measurements) is written and kept in the history.
     """
     epochs, steps_per_epoch, per_execution = config.step_plan(fn_args.train_steps, model.distribute_strategy)
     if model.steps_per_execution != per_execution:
@@ -425,6 +431,7 @@ def fit_resumable(model, fn_args, config: TrainingConfig, train_ds, eval_ds, glo
         throughput,
         resumable.callback(),
         EvaluateEachChunk(eval_ds, fn_args.eval_steps or 1),
+        *logging_callbacks,
         EpochTensorBoard(fn_args.model_run_dir),
         *callbacks,
     ]
