@@ -126,6 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--output", required=True, help="where the definition goes (.json or .yaml)")
     compile_.add_argument("--display-name", help="the pipeline's display name (default: the pipeline name)")
 
+    history = commands.add_parser(
+        "history", help="every recorded run of a pipeline: when, cached or not, blessed, pushed version, metrics",
+        description="Reads the pipeline's runs back from its ML Metadata store, oldest first: start time, components "
+                    "run and cached, blessed (or where it failed), the pushed version, and the headline metrics "
+                    "(quality targets and the baseline comparison's metric). Give the flags the runs were given "
+                    "that name the pipeline and its store (--variant, --dataset, --style-image, --pipeline-root, "
+                    "--metadata); the data itself is not read.")
+    add_pipeline_arguments(history)
+    history.add_argument("--metadata", dest="metadata_path",
+                         help="ML Metadata SQLite file of the runs (default as for `genpipe run`)")
+    history.add_argument("--last", type=int, help="only the newest N runs")
+    history.add_argument("--json", action="store_true", help="print the runs as JSON (every metric) instead")
+
     stylize = commands.add_parser("stylize", help="redraw one image in the style of another (Gatys or TF Hub)")
     stylize.add_argument("--content", required=True, help="content image (JPEG, PNG, GIF or BMP)")
     stylize.add_argument("--style", required=True, help="style image (JPEG, PNG, GIF or BMP)")
@@ -262,7 +275,7 @@ def config_from_args(args) -> config_lib.RunConfig:
     config.enable_cache = not args.no_cache
     if args.command == "compile":
         return config.resolved_for_kubeflow()
-    return config.resolved()
+    return config.resolved(check_files=args.command != "history")
 
 
 def cmd_list(out=None) -> int:
@@ -321,6 +334,14 @@ def cmd_compile(args, out=None) -> int:
     return 0
 
 
+def cmd_history(args, out=None) -> int:
+    from pipelines import history
+
+    if args.last is not None and args.last < 1:
+        raise ValueError(f"--last must be at least 1, got {args.last}")
+    return history.run(config_from_args(args), last=args.last, as_json=args.json, out=out)
+
+
 def cmd_stylize(args, out=None) -> int:
     from pipelines import stylize
 
@@ -354,6 +375,8 @@ def main(argv=None) -> int:
             return cmd_stylize(args)
         if args.command == "compile":
             return cmd_compile(args)
+        if args.command == "history":
+            return cmd_history(args)
         if args.command == "predict":
             return cmd_predict(args)
         if args.command == "serving-config":

@@ -101,8 +101,9 @@ class RunConfig:
         """Directory name under the serving dir: `<serving_dir>/<model_name>/<version>/`."""
         return self.pipeline_name.replace("-", "_")
 
-    def resolved(self, runs_dir: str = "runs") -> "RunConfig":
-        """Fills in default paths under `runs_dir` and validates the values."""
+    def resolved(self, runs_dir: str = "runs", check_files: bool = True) -> "RunConfig":
+        """Fills in default paths under `runs_dir` and validates the values (`check_files=False`: not
+        the input files, for reading the runs of a pipeline back)."""
         config = dataclasses.replace(self)
         # One metadata store for every pipeline under runs_dir, so a dataset's domain classifier is
         # trained once for all of them; an explicit --pipeline-root keeps its own store inside.
@@ -117,7 +118,7 @@ class RunConfig:
         config.style_image = os.path.abspath(config.style_image) if config.style_image else ""
         if config.vgg_weights not in VGG_WEIGHT_NAMES:
             config.vgg_weights = os.path.abspath(config.vgg_weights)
-        config.validate()
+        config.validate(check_files=check_files)
         return config.with_collapse_gates()
 
     def with_collapse_gates(self) -> "RunConfig":

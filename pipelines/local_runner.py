@@ -22,6 +22,7 @@ from pipelines.config import RunConfig
 _RUNNING = re.compile(r"Component (\S+) is running\.")
 _FINISHED = re.compile(r"Component (\S+) is finished\.")
 _CACHED = re.compile(r"A cached execution (\d+) is used\.")
+STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}  # COMPLETE, CACHED, FAILED, ...
 _ALARM = re.compile(r"(mode-collapse alarm .*|stop_on_collapse: .*)")  # trainer_modules/collapse.py, shown as it happens
 
 
@@ -139,23 +140,25 @@ def _run_holding_lock(config: RunConfig, create_pipeline: Callable, out) -> dict
 # Reading a run back from ML Metadata
 
 
-def _store(config: RunConfig) -> metadata_store.MetadataStore:
+def open_store(config: RunConfig) -> metadata_store.MetadataStore:
     connection = metadata_store_pb2.ConnectionConfig()
     connection.sqlite.filename_uri = config.metadata_path
     connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     return metadata_store.MetadataStore(connection)
 
 
-def latest_run_executions(store, pipeline_name: str) -> Dict[str, metadata_store_pb2.Execution]:
-    """node id -> execution of the most recent pipeline run."""
+def run_contexts(store, pipeline_name: str) -> List[metadata_store_pb2.Context]:
+    """The pipeline's runs (pipeline_run contexts), oldest first."""
     runs = [c for c in store.get_contexts_by_type("pipeline_run") if c.name]
-    if not runs:
-        return {}
     pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline_ctx is not None:
         in_pipeline = {c.id for c in store.get_children_contexts_by_context(pipeline_ctx.id)}
         runs = [c for c in runs if c.id in in_pipeline] or runs
-    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    return sorted(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+
+
+def run_executions(store, pipeline_name: str, run: metadata_store_pb2.Context) -> Dict[str, metadata_store_pb2.Execution]:
+    """node id -> execution of one pipeline run."""
     result = {}
     for execution in store.get_executions_by_context(run.id):
         node_contexts = [
@@ -164,6 +167,12 @@ def latest_run_executions(store, pipeline_name: str) -> Dict[str, metadata_store
         for context in node_contexts:
             result[context.name[len(pipeline_name) + 1:]] = execution
     return result
+
+
+def latest_run_executions(store, pipeline_name: str) -> Dict[str, metadata_store_pb2.Execution]:
+    """node id -> execution of the most recent pipeline run."""
+    runs = run_contexts(store, pipeline_name)
+    return run_executions(store, pipeline_name, runs[-1]) if runs else {}
 
 
 def output_artifacts(store, execution_id: int) -> Dict[str, List[metadata_store_pb2.Artifact]]:
@@ -179,7 +188,7 @@ def output_artifacts(store, execution_id: int) -> Dict[str, List[metadata_store_
     return result
 
 
-def _custom(artifact, name):
+def custom_property(artifact, name):
     value = artifact.custom_properties.get(name)
     if value is None:
         return None
@@ -194,15 +203,34 @@ def rejects_summary(outputs: Dict[str, List[metadata_store_pb2.Artifact]]) -> Op
     if not rejects:
         return None
     artifact = rejects[0]
-    counts = _custom(artifact, rejects_lib.REJECT_COUNTS_PROPERTY)
+    counts = custom_property(artifact, rejects_lib.REJECT_COUNTS_PROPERTY)
     return {
-        "total": _custom(artifact, rejects_lib.NUM_REJECTS_PROPERTY),
-        "input_images": _custom(artifact, rejects_lib.NUM_INPUT_IMAGES_PROPERTY),
-        "fraction": _custom(artifact, rejects_lib.REJECT_FRACTION_PROPERTY),
-        "max_fraction": _custom(artifact, rejects_lib.MAX_REJECT_FRACTION_PROPERTY),
+        "total": custom_property(artifact, rejects_lib.NUM_REJECTS_PROPERTY),
+        "input_images": custom_property(artifact, rejects_lib.NUM_INPUT_IMAGES_PROPERTY),
+        "fraction": custom_property(artifact, rejects_lib.REJECT_FRACTION_PROPERTY),
+        "max_fraction": custom_property(artifact, rejects_lib.MAX_REJECT_FRACTION_PROPERTY),
         "counts": json.loads(counts) if counts else None,
         "list": os.path.join(artifact.uri, rejects_lib.REJECTS_FILE),
     }
+
+
+def evaluation_report(store, execution) -> Optional[dict]:
+    """The GenerativeEvaluator's metrics.json (metrics, blessing, grids) of one execution, if it wrote one."""
+    evaluation = output_artifacts(store, execution.id).get("evaluation")
+    path = os.path.join(evaluation[0].uri, "metrics.json") if evaluation else ""
+    if not path or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def push_result(store, execution) -> dict:
+    """pushed, pushed_model (the version directory) and already_serving of one Pusher execution."""
+    pushed = output_artifacts(store, execution.id).get("pushed_model", [])
+    if not pushed or custom_property(pushed[0], "pushed") != 1:
+        return {"pushed": False, "pushed_model": None, "already_serving": False}
+    return {"pushed": True, "pushed_model": custom_property(pushed[0], "pushed_destination"),
+            "already_serving": custom_property(pushed[0], "already_serving") == 1}
 
 
 def training_alarm(trainer_outputs: dict) -> dict:
@@ -221,11 +249,10 @@ def training_alarm(trainer_outputs: dict) -> dict:
 
 def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
     """What the last run did, read from ML Metadata and the artifacts it recorded."""
-    store = _store(config)
+    store = open_store(config)
     executions = latest_run_executions(store, config.pipeline_name)
-    state_names = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
     components = {
-        node: state_names.get(executions[node].last_known_state, "UNKNOWN") if node in executions else "NOT_RUN"
+        node: STATE_NAMES.get(executions[node].last_known_state, "UNKNOWN") if node in executions else "NOT_RUN"
         for node in node_ids
     }
     summary = {
@@ -250,11 +277,8 @@ def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
         summary["rejects"] = rejects_summary(output_artifacts(store, executions[example_gen].id))
     evaluator = next((n for n in node_ids if n.startswith("GenerativeEvaluator")), None)
     if evaluator in executions:
-        outputs = output_artifacts(store, executions[evaluator].id)
-        if outputs.get("evaluation"):
-            report_path = os.path.join(outputs["evaluation"][0].uri, "metrics.json")
-            with open(report_path) as f:
-                report = json.load(f)
+        report = evaluation_report(store, executions[evaluator])
+        if report is not None:
             summary["metrics"] = report["metrics"]
             summary["baseline_metrics"] = report.get("baseline_metrics")
             summary["blessed"] = report["blessed"]
@@ -269,11 +293,7 @@ def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
     if "Trainer" in executions:
         summary.update(training_alarm(output_artifacts(store, executions["Trainer"].id)))
     if "Pusher" in executions:
-        pushed = output_artifacts(store, executions["Pusher"].id).get("pushed_model", [])
-        if pushed and _custom(pushed[0], "pushed") == 1:
-            summary["pushed"] = True
-            summary["pushed_model"] = _custom(pushed[0], "pushed_destination")
-            summary["already_serving"] = _custom(pushed[0], "already_serving") == 1
+        summary.update(push_result(store, executions["Pusher"]))
     if not summary["pushed"]:
         if summary["blessed"] is False:
             summary["not_pushed_reason"] = "not blessed: " + "; ".join(summary["blessing_reasons"])

@@ -36,7 +36,7 @@ def test_every_component_ran_and_the_model_was_blessed_and_pushed(first_run):
     assert set(summary["components"]) == set(COMPONENTS)
     assert all(state == "COMPLETE" for state in summary["components"].values()), summary["components"]
 
-    store = local_runner._store(config)
+    store = local_runner.open_store(config)
     executions = local_runner.latest_run_executions(store, config.pipeline_name)
     assert set(executions) == set(COMPONENTS)
     blessing = local_runner.output_artifacts(store, executions["GenerativeEvaluator"].id)["blessing"][0]
@@ -69,9 +69,15 @@ def test_pushed_savedmodel_signatures(first_run):
     assert decoded.shape == (3, 28, 28, 1) and decoded.dtype == tf.float32
 
 
-def test_second_run_reuses_cached_components(first_run):
+@pytest.fixture(scope="module")
+def second_run(first_run):
+    """The same run again in the same store: everything up to the Trainer comes from the cache."""
     config, _ = first_run
-    summary = local_runner.run_pipeline(config, autoencoder_pipeline.create_pipeline)
+    return local_runner.run_pipeline(config, autoencoder_pipeline.create_pipeline)
+
+
+def test_second_run_reuses_cached_components(first_run, second_run):
+    summary = second_run
     states = summary["components"]
     for node in ("MnistExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer"):
         assert states[node] == "CACHED", states
@@ -81,6 +87,33 @@ def test_second_run_reuses_cached_components(first_run):
     assert summary["pushed_model"] == first_summary["pushed_model"]
     assert os.listdir(os.path.dirname(summary["pushed_model"])) == [os.path.basename(first_summary["pushed_model"])]
     assert "(already the newest version: not copied again)" in local_runner.format_summary(summary)
+
+
+def test_history_lists_both_runs_from_ml_metadata(first_run, second_run, capsys):
+    """`genpipe history denoise`: the first run trained and pushed, the second came from the cache and
+    kept the same served version; both with the same headline metrics, read back from ML Metadata."""
+    config, first_summary = first_run
+    capsys.readouterr()
+    flags = ["history", "denoise", "--pipeline-root", config.pipeline_root]
+    assert cli.main(flags + ["--json"]) == 0
+    import json
+
+    records = json.loads(capsys.readouterr().out)
+    assert len(records) == 2
+    first, cached = records
+    version = os.path.basename(first_summary["pushed_model"])
+    assert first["components"]["Trainer"] == "COMPLETE" and first["cached"] == 0 and first["failed"] == []
+    assert cached["components"]["Trainer"] == "CACHED" and cached["cached"] == 5
+    assert first["blessed"] is True and first["pushed_version"] == version and not first["already_serving"]
+    assert cached["pushed_version"] == version and cached["already_serving"] is True
+    assert first["metrics"]["psnr_gain_db"] == pytest.approx(first_summary["metrics"]["psnr_gain_db"])
+    assert cli.main(flags + ["--last", "1"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == f"denoise-mnist-sample: 1 run(s) in {config.metadata_path}"
+    assert table[1].split() == ["started", "ran", "cached", "blessed", "pushed", "version", "psnr_gain_db", "psnr_db"]
+    assert f"{version} (same)" in table[2] and len(table) == 3
+    assert cli.main(flags + ["--last", "0"]) == 2
+    assert "--last must be at least 1" in capsys.readouterr().err
 
 
 def test_unblessed_model_is_not_pushed(first_run, tmp_path):
@@ -167,7 +200,7 @@ def test_cli_reports_corrupt_idx_file_by_name(tmp_path, capsys):
     # The failed ExampleGen published no Examples artifact.
     config = cli.config_from_args(cli.build_parser().parse_args(
         ["run", "autoencoder", "--pipeline-root", str(tmp_path / "root")]))
-    examples = local_runner._store(config).get_artifacts_by_type("Examples")
+    examples = local_runner.open_store(config).get_artifacts_by_type("Examples")
     assert [a for a in examples if a.state == metadata_store_pb2.Artifact.LIVE] == []
 
 
@@ -194,3 +227,5 @@ def test_cli_exits_1_and_summarises_when_a_component_fails_for_another_reason(tm
     assert summary["failed_component"] == "MnistExampleGen" and summary["pushed"] is False
     assert "not pushed: the run stopped when MnistExampleGen failed" in captured.out
     assert "Traceback" not in captured.out + captured.err and "Traceback" in open(summary["log"]).read()
+    assert cli.main(["history", "denoise", "--pipeline-root", str(root)]) == 0
+    assert "FAILED at MnistExampleGen" in capsys.readouterr().out

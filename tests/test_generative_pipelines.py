@@ -32,7 +32,7 @@ def _smoke(pipeline, root, *flags):
 
 
 def _classifier(config):
-    store = local_runner._store(config)
+    store = local_runner.open_store(config)
     executions = local_runner.latest_run_executions(store, config.pipeline_name)
     return local_runner.output_artifacts(store, executions["DomainClassifier"].id)["model"][0]
 
