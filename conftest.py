@@ -220,6 +220,32 @@ def trainer_fn_args(data: dict, tmp_path, name: str, train_steps: int = 4, **cus
     )
 
 
+class TrainerKilled(Exception):
+    """What kill_after_first_chunk raises in place of the process dying."""
+
+
+def kill_after_first_chunk(run_fn, fn_args, monkeypatch) -> None:
+    """Runs run_fn and kills it right after its first checkpoint chunk, as a preempted Trainer dies.
+
+    The kill comes from the image-grid callback, which runs after the checkpoint is written; the
+    export must not exist then. The patch is undone before returning, so a rerun trains normally.
+    """
+    from trainer_modules import training
+
+    original = training.ImageGridCallback.on_epoch_end
+
+    def crash_after_first_epoch(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 0:
+            raise TrainerKilled()
+
+    monkeypatch.setattr(training.ImageGridCallback, "on_epoch_end", crash_after_first_epoch)
+    with pytest.raises(TrainerKilled):
+        run_fn(fn_args)
+    monkeypatch.undo()
+    assert not os.path.exists(os.path.join(fn_args.serving_model_dir, "saved_model.pb"))
+
+
 def training_summary(fn_args) -> dict:
     """The training_summary.json a run_fn wrote."""
     import json

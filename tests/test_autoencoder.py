@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from serving import signatures as sig
-from trainer_modules import autoencoder, contract, training
-from conftest import trainer_fn_args, training_summary
+from trainer_modules import autoencoder, training
+from conftest import kill_after_first_chunk, trainer_fn_args, training_summary
 
 
 @pytest.mark.parametrize(
@@ -71,24 +71,9 @@ def test_run_fn_exports_signatures_with_transform_inside(transformed_data, tmp_p
     np.testing.assert_allclose(decoded.numpy(), direct.numpy(), atol=1e-5)
 
 
-class _Killed(Exception):
-    pass
-
-
 def test_killed_trainer_resumes_from_checkpoint(transformed_data, tmp_path, monkeypatch):
     fn_args = _fn_args(transformed_data, tmp_path, "first", train_steps=6, **{autoencoder.VARIANT: "dense"})
-    original = training.ImageGridCallback.on_epoch_end
-
-    def crash_after_first_epoch(self, epoch, logs=None):
-        original(self, epoch, logs)
-        if epoch == 0:
-            raise _Killed()
-
-    monkeypatch.setattr(training.ImageGridCallback, "on_epoch_end", crash_after_first_epoch)
-    with pytest.raises(_Killed):
-        autoencoder.run_fn(fn_args)
-    assert not os.path.exists(os.path.join(fn_args.serving_model_dir, "saved_model.pb"))
-    monkeypatch.undo()
+    kill_after_first_chunk(autoencoder.run_fn, fn_args, monkeypatch)
 
     rerun = _fn_args(transformed_data, tmp_path, "second", train_steps=6, **{autoencoder.VARIANT: "dense"})
     autoencoder.run_fn(rerun)

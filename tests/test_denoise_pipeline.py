@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 
-from pipelines import autoencoder_pipeline, cli, config as config_lib, local_runner
+from pipelines import autoencoder_pipeline, cli, local_runner
 from serving import signatures as sig
 
 COMPONENTS = [

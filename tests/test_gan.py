@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from serving import signatures as sig
 from trainer_modules import gan, training
-from conftest import trainer_fn_args, training_summary
+from conftest import kill_after_first_chunk, trainer_fn_args, training_summary
 
 
 def test_dense_layer_sizes():
@@ -264,26 +264,11 @@ def test_value_range_mismatch_is_named(transformed_data, tmp_path):
         gan.run_fn(fn_args)
 
 
-class _Killed(Exception):
-    pass
-
-
 def test_killed_trainer_resumes_from_checkpoint(transformed_data, tmp_path, monkeypatch):
     dense = {gan.VARIANT: "dense"}
     fn_args = _fn_args(transformed_data, tmp_path, "first", train_steps=6, **dense)
-    original = training.ImageGridCallback.on_epoch_end
-
-    def crash_after_first_epoch(self, epoch, logs=None):
-        original(self, epoch, logs)
-        if epoch == 0:
-            raise _Killed()
-
-    monkeypatch.setattr(training.ImageGridCallback, "on_epoch_end", crash_after_first_epoch)
-    with pytest.raises(_Killed):
-        gan.run_fn(fn_args)
-    assert not os.path.exists(os.path.join(fn_args.serving_model_dir, "saved_model.pb"))
+    kill_after_first_chunk(gan.run_fn, fn_args, monkeypatch)
     first_untrained = tf.saved_model.load(gan.untrained_model_dir(fn_args.serving_model_dir))
-    monkeypatch.undo()
 
     # A new execution writes to a new artifact directory but finds the checkpoint by its run key.
     rerun = _fn_args(transformed_data, tmp_path, "second", train_steps=6, **dense)

@@ -4,7 +4,6 @@ VGG19's ImageNet weights cannot be downloaded here, so the run passes `--vgg-wei
 explicitly: the losses are computed but mean nothing, which is why the smoke run has no
 thresholds and a run with thresholds is refused its blessing (tested below).
 """
-import json
 import os
 
 import numpy as np

@@ -22,7 +22,6 @@ import os
 from typing import Dict, Optional
 
 import keras
-import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
