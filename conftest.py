@@ -224,22 +224,23 @@ class TrainerKilled(Exception):
     """What kill_after_first_chunk raises in place of the process dying."""
 
 
-def kill_after_first_chunk(run_fn, fn_args, monkeypatch) -> None:
-    """Runs run_fn and kills it right after its first checkpoint chunk, as a preempted Trainer dies.
+def kill_after_chunks(run_fn, fn_args, monkeypatch, chunks: int = 1) -> None:
+    """Runs run_fn and kills it right after its first `chunks` checkpoint chunks, as a preempted Trainer dies.
 
     The kill comes from the image-grid callback, which runs after the checkpoint is written; the
-    export must not exist then. The patch is undone before returning, so a rerun trains normally.
+    export must not exist then. The test's monkeypatches are undone before returning, so a rerun
+    trains normally.
     """
     from trainer_modules import training
 
     original = training.ImageGridCallback.on_epoch_end
 
-    def crash_after_first_epoch(self, epoch, logs=None):
+    def crash_after_chunks(self, epoch, logs=None):
         original(self, epoch, logs)
-        if epoch == 0:
+        if epoch == chunks - 1:
             raise TrainerKilled()
 
-    monkeypatch.setattr(training.ImageGridCallback, "on_epoch_end", crash_after_first_epoch)
+    monkeypatch.setattr(training.ImageGridCallback, "on_epoch_end", crash_after_chunks)
     with pytest.raises(TrainerKilled):
         run_fn(fn_args)
     monkeypatch.undo()

@@ -60,8 +60,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     generative.add_argument("--label-smoothing", type=float, help="gan: one-sided label smoothing of real targets")
     generative.add_argument("--d-steps", type=int, help="gan: discriminator steps per generator step")
     generative.add_argument("--stop-on-collapse", action="store_const", const=True,
-                            help="gan, faces: stop training when the mode-collapse alarm goes off (it is "
-                                 "always measured and reported); the evaluator still judges the generator")
+                            help="gan, faces, vae: stop training when the Trainer's collapse alarm goes off "
+                                 "(mode collapse of a GAN, posterior collapse of a VAE; always measured and "
+                                 "reported); the evaluator still judges the model")
     generative.add_argument("--adam-beta-1", type=float, help="gan: Adam beta_1 of both optimizers")
     style = parser.add_argument_group("style (fast style transfer)")
     style.add_argument("--style-image", help="the style image the network learns (JPEG or PNG); required")
@@ -260,7 +261,7 @@ def config_from_args(args) -> config_lib.RunConfig:
         "label_smoothing": (args.label_smoothing, ("gan",)),
         "d_steps": (args.d_steps, ("gan",)),
         "adam_beta_1": (args.adam_beta_1, ("gan",)),
-        "stop_on_collapse": (args.stop_on_collapse, ("gan",)),
+        "stop_on_collapse": (args.stop_on_collapse, ("gan", "vae")),
         "content_weight": (args.content_weight, ("style",)),
         "style_weight": (args.style_weight, ("style",)),
         "tv_weight": (args.tv_weight, ("style",)),

@@ -23,7 +23,7 @@ _RUNNING = re.compile(r"Component (\S+) is running\.")
 _FINISHED = re.compile(r"Component (\S+) is finished\.")
 _CACHED = re.compile(r"A cached execution (\d+) is used\.")
 STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}  # COMPLETE, CACHED, FAILED, ...
-_ALARM = re.compile(r"(mode-collapse alarm .*|stop_on_collapse: .*)")  # trainer_modules/collapse.py, shown as it happens
+_ALARM = re.compile(r"((mode|posterior)-collapse alarm .*|stop_on_collapse: .*)")  # trainer_modules/collapse.py, shown as it happens
 
 
 class ProgressPrinter(logging.Handler):
@@ -234,7 +234,7 @@ def push_result(store, execution) -> dict:
 
 
 def training_alarm(trainer_outputs: dict) -> dict:
-    """The GAN Trainer's mode-collapse alarm (trainer_modules/collapse.py) from its training summary, if any."""
+    """The Trainer's collapse alarm (trainer_modules/collapse.py) from its training summary, if any."""
     runs = trainer_outputs.get("model_run") or []
     path = os.path.join(runs[0].uri, "training_summary.json") if runs else ""
     if not path or not os.path.exists(path):

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from serving import signatures as sig
 from trainer_modules import autoencoder, training
-from conftest import kill_after_first_chunk, trainer_fn_args, training_summary
+from conftest import kill_after_chunks, trainer_fn_args, training_summary
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def test_run_fn_exports_signatures_with_transform_inside(transformed_data, tmp_p
 
 def test_killed_trainer_resumes_from_checkpoint(transformed_data, tmp_path, monkeypatch):
     fn_args = _fn_args(transformed_data, tmp_path, "first", train_steps=6, **{autoencoder.VARIANT: "dense"})
-    kill_after_first_chunk(autoencoder.run_fn, fn_args, monkeypatch)
+    kill_after_chunks(autoencoder.run_fn, fn_args, monkeypatch)
 
     rerun = _fn_args(transformed_data, tmp_path, "second", train_steps=6, **{autoencoder.VARIANT: "dense"})
     autoencoder.run_fn(rerun)

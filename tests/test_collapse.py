@@ -103,3 +103,30 @@ def test_settings_come_from_custom_config_and_are_checked():
                        (collapse.MAX_DUPLICATE_FRACTION, 2.0), (collapse.WARMUP_FRACTION, 1.0)]:
         with pytest.raises(ValueError, match=key):
             collapse.CollapseConfig.from_custom_config({key: value})
+
+
+def test_active_units_count_the_latent_dimensions_the_encoder_uses():
+    rng = np.random.default_rng(2)
+    mu = np.stack([rng.normal(0, 1.0, 500), rng.normal(0, 0.05, 500), np.full(500, 0.3)], axis=1)
+    assert collapse.active_units(mu) == 1  # variances about 1, 0.0025 and 0 against the 0.01 threshold
+    assert collapse.active_units(mu, threshold=0.001) == 2
+
+
+def test_a_vae_whose_posterior_collapses_raises_the_alarm():
+    """KL near zero and the same posterior mean for every image: the decoder ignores z."""
+    rng = np.random.default_rng(3)
+    used, ignored = rng.normal(0, 1, (256, 2)), np.zeros((256, 2))
+    batches = iter([used, used, ignored, ignored])
+    kls = iter([6.0, 5.5, 0.02, 0.01])
+    monitor = collapse.PosteriorCollapseMonitor(lambda: next(batches), collapse.CollapseConfig(warmup_fraction=0.0),
+                                                steps_per_epoch=50, total_steps=200)
+    logs = []
+    for epoch in range(4):
+        logs.append({"val_kl": next(kls)})
+        monitor.on_epoch_end(epoch, logs[-1])
+    assert [check["failing"] for check in monitor.checks] == [False, False, True, True]
+    assert monitor.checks[0]["active_units"] == 2 and logs[-1]["collapse_active_units"] == 0
+    message = monitor.alarm["message"]
+    assert message.startswith("posterior-collapse alarm at step 200 (2 checks in a row): no latent unit is active")
+    assert "KL 0.01 nats per image is below 0.1" in message
+    assert monitor.summary()["kind"] == "posterior-collapse"

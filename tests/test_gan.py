@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from serving import signatures as sig
 from trainer_modules import gan, training
-from conftest import kill_after_first_chunk, trainer_fn_args, training_summary
+from conftest import kill_after_chunks, trainer_fn_args, training_summary
 
 
 def test_dense_layer_sizes():
@@ -267,7 +267,7 @@ def test_value_range_mismatch_is_named(transformed_data, tmp_path):
 def test_killed_trainer_resumes_from_checkpoint(transformed_data, tmp_path, monkeypatch):
     dense = {gan.VARIANT: "dense"}
     fn_args = _fn_args(transformed_data, tmp_path, "first", train_steps=6, **dense)
-    kill_after_first_chunk(gan.run_fn, fn_args, monkeypatch)
+    kill_after_chunks(gan.run_fn, fn_args, monkeypatch)
     first_untrained = tf.saved_model.load(gan.untrained_model_dir(fn_args.serving_model_dir))
 
     # A new execution writes to a new artifact directory but finds the checkpoint by its run key.

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from serving import signatures as sig
 from trainer_modules import contract, training, vae
-from conftest import trainer_fn_args, training_summary
+from conftest import kill_after_chunks, trainer_fn_args, training_summary
 
 
 def test_network_shapes_and_layers():
@@ -114,6 +114,11 @@ def test_run_fn_exports_all_signatures(transformed_data, tmp_path):
     assert {"val_elbo", "val_reconstruction_nll", "val_kl", "elbo"} <= set(summary["final"])
     assert tf.io.gfile.glob(os.path.join(fn_args.model_run_dir, "images", "*tfevents*"))
     assert tf.io.gfile.glob(os.path.join(fn_args.model_run_dir, "train", "*tfevents*"))
+    # The posterior-collapse monitor checked after each 2-step chunk, on the eval KL and the active units.
+    checks = summary["collapse_monitor"]["checks"]
+    assert summary["collapse_monitor"]["kind"] == "posterior-collapse" and [c["step"] for c in checks] == [2, 4]
+    assert all(0 <= c["active_units"] <= 3 and c["kl"] >= 0 for c in checks)
+    assert "collapse_active_units" in summary["final"]
 
     loaded = tf.saved_model.load(fn_args.serving_model_dir)
     signatures = loaded.signatures
@@ -167,24 +172,9 @@ def test_values_outside_unit_range_are_rejected():
         vae._check_unit_range(np.array([-1.0, 0.5]), "eval examples ['x']")
 
 
-class _Killed(Exception):
-    pass
-
-
 def test_killed_trainer_resumes_from_checkpoint(transformed_data, tmp_path, monkeypatch):
     fn_args = _fn_args(transformed_data, tmp_path, "first", train_steps=6)
-    original = training.ImageGridCallback.on_epoch_end
-
-    def crash_after_second_chunk(self, epoch, logs=None):
-        original(self, epoch, logs)
-        if epoch == 1:
-            raise _Killed()
-
-    monkeypatch.setattr(training.ImageGridCallback, "on_epoch_end", crash_after_second_chunk)
-    with pytest.raises(_Killed):
-        vae.run_fn(fn_args)
-    assert not os.path.exists(os.path.join(fn_args.serving_model_dir, "saved_model.pb"))
-    monkeypatch.undo()
+    kill_after_chunks(vae.run_fn, fn_args, monkeypatch, chunks=2)
 
     rerun = _fn_args(transformed_data, tmp_path, "second", train_steps=6)
     vae.run_fn(rerun)
@@ -193,6 +183,22 @@ def test_killed_trainer_resumes_from_checkpoint(transformed_data, tmp_path, monk
     assert summary["steps_this_run"] == 2
     assert summary["optimizer_steps"] == 6  # optimizer state came back with the weights
     assert os.path.exists(os.path.join(rerun.serving_model_dir, "saved_model.pb"))
+
+
+def test_stop_on_collapse_stops_at_the_posterior_collapse_alarm(transformed_data, tmp_path):
+    """A KL floor no VAE reaches in a few steps makes every check fail: the alarm goes off at the
+    second chunk (patience 2), training stops there and the model is still exported."""
+    from trainer_modules import collapse
+
+    fn_args = _fn_args(transformed_data, tmp_path, "stop", train_steps=8, **{
+        collapse.MIN_KL: 1e9, collapse.WARMUP_FRACTION: 0.0, collapse.STOP_ON_COLLAPSE: True})
+    vae.run_fn(fn_args)
+    summary = _summary(fn_args)
+    alarm = summary["collapse_monitor"]["alarm"]
+    assert alarm["step"] == 4 and alarm["message"].startswith("posterior-collapse alarm at step 4 (2 checks in a row)")
+    assert "nats per image is below 1e+09" in alarm["message"]
+    assert summary["stopped_at_step"] == 4 and summary["optimizer_steps"] == 4
+    assert os.path.exists(os.path.join(fn_args.serving_model_dir, "saved_model.pb"))
 
 
 def test_mirrored_strategy_with_mixed_precision(transformed_data, tmp_path):

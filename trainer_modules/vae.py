@@ -40,6 +40,7 @@ import tensorflow_transform as tft
 
 from serving import signatures as sig
 from serving import warmup
+from trainer_modules import collapse
 from trainer_modules import contract
 from trainer_modules import png_output
 from trainer_modules import training
@@ -308,11 +309,12 @@ def run_fn(fn_args):
     custom_config = dict(fn_args.custom_config or {})
     latent_dim = int(custom_config.get(LATENT_DIM, DEFAULT_LATENT_DIM))
     kl_weight = float(custom_config.get(KL_WEIGHT, DEFAULT_KL_WEIGHT))
+    collapse_config = collapse.CollapseConfig.from_custom_config(custom_config)
     config = training.TrainingConfig.from_custom_config(custom_config)
     keras.utils.set_random_seed(config.seed)
     strategy = training.choose_strategy(config.strategy)
     with training.precision_policy(config.mixed_precision, strategy) as policy:
-        _train_and_export(fn_args, latent_dim, kl_weight, config, strategy, policy)
+        _train_and_export(fn_args, latent_dim, kl_weight, collapse_config, config, strategy, policy)
 
 
 def _check_unit_range(images, where):
@@ -324,7 +326,7 @@ def _check_unit_range(images, where):
         )
 
 
-def _train_and_export(fn_args, latent_dim, kl_weight, config, strategy, policy):
+def _train_and_export(fn_args, latent_dim, kl_weight, collapse_config, config, strategy, policy):
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
 
@@ -356,6 +358,15 @@ def _train_and_export(fn_args, latent_dim, kl_weight, config, strategy, policy):
         optimizer = vae.optimizer  # a LossScaleOptimizer under mixed_float16
         optimizer.build(vae.trainable_variables)
 
+    monitor_images = next(iter(training.make_dataset(
+        fn_args.eval_files, spec, to_inputs, collapse_config.num_samples, shuffle=False, repeat=False,
+        drop_remainder=False)))
+    _, steps_per_epoch, _ = config.step_plan(fn_args.train_steps, strategy)
+    monitor = collapse.PosteriorCollapseMonitor(
+        lambda: vae.encode(monitor_images, training=False)[0].numpy(), collapse_config,
+        steps_per_epoch=steps_per_epoch, total_steps=fn_args.train_steps,
+    )
+
     eval_steps = fn_args.eval_steps or 1
     fit = training.fit_resumable(
         vae, fn_args, config, train_ds, eval_ds, global_batch,
@@ -363,6 +374,7 @@ def _train_and_export(fn_args, latent_dim, kl_weight, config, strategy, policy):
         trackables={"model": vae, "optimizer": optimizer},
         callbacks=[training.ImageGridCallback(fn_args.model_run_dir, preview_rows,
                                               name="inputs_reconstructions_samples")],
+        logging_callbacks=[monitor],
     )
     final_eval = vae.evaluate(eval_ds.take(max(1, int(eval_steps))), verbose=0, return_dict=True)
 
@@ -379,4 +391,5 @@ def _train_and_export(fn_args, latent_dim, kl_weight, config, strategy, policy):
         **fit.summary(),
         # Nats per image on the first eval_steps eval batches (single-sample, fixed eps).
         "final_eval": {k: float(final_eval[k]) for k in ("elbo", "reconstruction_nll", "kl", "loss")},
+        "collapse_monitor": monitor.summary(),
     })
