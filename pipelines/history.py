@@ -37,6 +37,8 @@ def run_record(store, run_context, executions: Dict[str, metadata_store_pb2.Exec
         "ran": sum(state == "COMPLETE" for state in states.values()),
         "cached": sum(state == "CACHED" for state in states.values()),
         "failed": [node for node, state in states.items() if state == "FAILED"],
+        # Still running, or the process was killed (the store then keeps the state it last wrote).
+        "unfinished": [node for node, state in states.items() if state in ("NEW", "RUNNING")],
         "blessed": None,
         "pushed_version": None,
         "already_serving": False,
@@ -81,6 +83,8 @@ def format_history(config: RunConfig, records: List[dict], metrics: List[str]) -
     for record in records:
         if record["failed"]:
             outcome = f"FAILED at {', '.join(record['failed'])}"
+        elif record["unfinished"]:
+            outcome = f"running or killed at {', '.join(record['unfinished'])}"
         else:
             outcome = _cell(record["blessed"])
         version = record["pushed_version"]

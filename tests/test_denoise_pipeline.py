@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 
-from pipelines import autoencoder_pipeline, cli, local_runner
+from pipelines import autoencoder_pipeline, cli, config as config_lib, local_runner
 from serving import signatures as sig
 
 COMPONENTS = [
@@ -229,3 +229,25 @@ def test_cli_exits_1_and_summarises_when_a_component_fails_for_another_reason(tm
     assert "Traceback" not in captured.out + captured.err and "Traceback" in open(summary["log"]).read()
     assert cli.main(["history", "denoise", "--pipeline-root", str(root)]) == 0
     assert "FAILED at MnistExampleGen" in capsys.readouterr().out
+
+
+def test_history_table_says_where_a_run_failed_or_stopped():
+    from pipelines import history
+
+    config = dataclasses.replace(config_lib.presets()["denoise"], metadata_path="/srv/runs/metadata.sqlite")
+    base = dict(ran=0, cached=0, failed=[], unfinished=[], blessed=None, pushed_version=None, already_serving=False,
+                metrics={})
+    records = [
+        {**base, "started": "2026-11-22 03:00:04", "ran": 8, "blessed": True, "pushed_version": "17954",
+         "metrics": {"psnr_gain_db": 9.871, "psnr_db": 20.12}},
+        {**base, "started": "2026-11-23 03:00:03", "ran": 3, "cached": 5, "blessed": True, "pushed_version": "17954",
+         "already_serving": True, "metrics": {"psnr_gain_db": 9.871, "psnr_db": 20.12}},
+        {**base, "started": "2026-11-24 03:00:05", "failed": ["MnistExampleGen"]},
+        {**base, "started": "2026-11-25 03:00:02", "ran": 4, "unfinished": ["Trainer"]},
+    ]
+    lines = history.format_history(config, records, history.headline_metrics(config)).splitlines()
+    assert lines[0] == "denoise-mnist-sample: 4 run(s) in /srv/runs/metadata.sqlite"
+    assert lines[1].split()[-2:] == ["psnr_gain_db", "psnr_db"]
+    assert lines[2].split()[-4:] == ["yes", "17954", "9.871", "20.12"]
+    assert "17954 (same)" in lines[3]
+    assert "FAILED at MnistExampleGen" in lines[4] and "running or killed at Trainer" in lines[5]

@@ -72,8 +72,8 @@ class CollapseConfig:
     def from_custom_config(cls, custom_config) -> "CollapseConfig":
         config = dict(custom_config or {})
         keys = {MIN_DIVERSITY: "min_diversity", MAX_DROP: "max_drop", MAX_DUPLICATE_FRACTION: "max_duplicate_fraction",
-                MIN_KL: "min_kl",
-                PATIENCE: "patience", WARMUP_FRACTION: "warmup_fraction", STOP_ON_COLLAPSE: "stop_on_collapse"}
+                MIN_KL: "min_kl", PATIENCE: "patience", WARMUP_FRACTION: "warmup_fraction",
+                STOP_ON_COLLAPSE: "stop_on_collapse"}
         result = cls(**{field: config[key] for key, field in keys.items() if key in config})
         result.min_diversity = float(result.min_diversity)
         result.max_drop = float(result.max_drop)
