@@ -1,4 +1,5 @@
-"""The `genpipe` command line: list the pipelines and run them locally."""
+"""The `genpipe` command line: run the pipelines locally, read their history, compile, submit and schedule them for
+Kubeflow Pipelines / Vertex AI, stylize images, and configure and call TF Serving."""
 import argparse
 import dataclasses
 import json
