@@ -69,10 +69,14 @@ class PipelineRunFailed(RuntimeError):
     The original exception is the `__cause__`; its traceback is in the run's log file.
     """
 
-    def __init__(self, summary: dict, error: BaseException):
+    def __init__(self, summary: dict):
         super().__init__(summary["error"])
         self.summary = summary
-        self.error = error
+
+    @property
+    def error(self) -> BaseException:
+        """The component's exception."""
+        return self.__cause__
 
 
 def run_pipeline(config: RunConfig, create_pipeline: Callable, out=None,
@@ -125,14 +129,15 @@ def _run_holding_lock(config: RunConfig, create_pipeline: Callable, out) -> dict
     summary["wall_seconds"] = round(time.time() - started, 1)
     summary["log"] = log_path
     if failure is not None:
+        failed_at = progress.current or "the pipeline"
         summary["failed_component"] = progress.current
-        summary["error"] = f"{progress.current or 'the pipeline'} failed: {type(failure).__name__}: {failure}"
+        summary["error"] = f"{failed_at} failed: {type(failure).__name__}: {failure}"
         if not summary["pushed"]:
-            summary["not_pushed_reason"] = f"the run stopped when {progress.current or 'the pipeline'} failed"
+            summary["not_pushed_reason"] = f"the run stopped when {failed_at} failed"
     with open(os.path.join(config.pipeline_root, "last_run_summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     if failure is not None:
-        raise PipelineRunFailed(summary, failure) from failure
+        raise PipelineRunFailed(summary) from failure
     return summary
 
 
@@ -214,14 +219,19 @@ def rejects_summary(outputs: Dict[str, List[metadata_store_pb2.Artifact]]) -> Op
     }
 
 
-def evaluation_report(store, execution) -> Optional[dict]:
-    """The GenerativeEvaluator's metrics.json (metrics, blessing, grids) of one execution, if it wrote one."""
-    evaluation = output_artifacts(store, execution.id).get("evaluation")
-    path = os.path.join(evaluation[0].uri, "metrics.json") if evaluation else ""
+def output_json(store, execution, key: str, filename: str) -> Optional[dict]:
+    """The JSON file `filename` in the execution's first `key` output artifact, if it was written."""
+    artifacts = output_artifacts(store, execution.id).get(key)
+    path = os.path.join(artifacts[0].uri, filename) if artifacts else ""
     if not path or not os.path.exists(path):
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def evaluation_report(store, execution) -> Optional[dict]:
+    """The GenerativeEvaluator's metrics.json (metrics, blessing, grids) of one execution, if it wrote one."""
+    return output_json(store, execution, "evaluation", "metrics.json")
 
 
 def push_result(store, execution) -> dict:
@@ -233,14 +243,9 @@ def push_result(store, execution) -> dict:
             "already_serving": custom_property(pushed[0], "already_serving") == 1}
 
 
-def training_alarm(trainer_outputs: dict) -> dict:
+def training_alarm(store, execution) -> dict:
     """The Trainer's collapse alarm (trainer_modules/collapse.py) from its training summary, if any."""
-    runs = trainer_outputs.get("model_run") or []
-    path = os.path.join(runs[0].uri, "training_summary.json") if runs else ""
-    if not path or not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        training = json.load(f)
+    training = output_json(store, execution, "model_run", "training_summary.json") or {}
     monitor = training.get("collapse_monitor") or {}
     if not monitor.get("alarm"):
         return {}
@@ -291,7 +296,7 @@ def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
             if report.get("inception_fid"):
                 summary["inception_fid"] = report["inception_fid"]
     if "Trainer" in executions:
-        summary.update(training_alarm(output_artifacts(store, executions["Trainer"].id)))
+        summary.update(training_alarm(store, executions["Trainer"]))
     if "Pusher" in executions:
         summary.update(push_result(store, executions["Pusher"]))
     if not summary["pushed"]:

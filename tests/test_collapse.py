@@ -43,11 +43,11 @@ def test_real_images_measure_as_diverse_and_one_repeated_image_as_collapsed(digi
         collapse.RealReference(np.zeros((8, 28, 28, 1)))
 
 
-def _monitor(digits, sequence, steps_per_epoch=100, total_steps=None, **settings):
+def _monitor(digits, sequence, steps_per_epoch=100, **settings):
     batches = iter(sequence)
     config = collapse.CollapseConfig(**settings)
-    monitor = collapse.CollapseMonitor(lambda: next(batches), digits[:256], config, steps_per_epoch,
-                                       total_steps or steps_per_epoch * len(sequence))
+    monitor = collapse.CollapseMonitor(lambda: next(batches), digits[:256], config)
+    monitor.set_params({"epochs": len(sequence), "steps": steps_per_epoch, "verbose": 0})  # as fit() does
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     monitor.set_model(model)
     logs = []
@@ -118,8 +118,8 @@ def test_a_vae_whose_posterior_collapses_raises_the_alarm():
     used, ignored = rng.normal(0, 1, (256, 2)), np.zeros((256, 2))
     batches = iter([used, used, ignored, ignored])
     kls = iter([6.0, 5.5, 0.02, 0.01])
-    monitor = collapse.PosteriorCollapseMonitor(lambda: next(batches), collapse.CollapseConfig(warmup_fraction=0.0),
-                                                steps_per_epoch=50, total_steps=200)
+    monitor = collapse.PosteriorCollapseMonitor(lambda: next(batches), collapse.CollapseConfig(warmup_fraction=0.0))
+    monitor.set_params({"epochs": 4, "steps": 50, "verbose": 0})
     logs = []
     for epoch in range(4):
         logs.append({"val_kl": next(kls)})

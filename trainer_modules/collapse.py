@@ -37,6 +37,7 @@ TensorBoard scalars every chunk (`collapse_*`), and the alarm in the training su
 run summary shows. With `stop_on_collapse` training stops there; the model is still exported and
 judged by the evaluator, which does not bless a collapsed one.
 """
+import abc
 import dataclasses
 from typing import Callable, Dict, List, Optional
 
@@ -140,40 +141,43 @@ class RealReference:
         }
 
 
-class _AlarmMonitor(keras.callbacks.Callback):
+class _AlarmMonitor(keras.callbacks.Callback, abc.ABC):
     """After every chunk (epoch): measure, judge past the warm-up, alarm after `patience` failing checks.
 
     Subclasses give `KIND` (the alarm's name), `measure(logs)` (numbers, also put into the epoch logs
     under `LOG_NAMES`, so they reach TensorBoard and the history; put the monitor before the
     TensorBoard callback) and `failing_reasons(measured)`, and may keep the run's best in `remember`.
+    The chunk length and the number of chunks come from the fit's callback params (`steps`, `epochs`).
     """
 
     KIND = ""
     LOG_NAMES: Dict[str, str] = {}
 
-    def __init__(self, config: CollapseConfig, steps_per_epoch: int, total_steps: int):
+    def __init__(self, config: CollapseConfig):
         super().__init__()
         self.config = config
-        self.steps_per_epoch = int(steps_per_epoch)
-        self.warmup_steps = int(config.warmup_fraction * total_steps)
         self.checks: List[dict] = []
         self.alarm: Optional[dict] = None
         self.stopped_early = False
         self._failing = 0
 
+    @abc.abstractmethod
     def measure(self, logs: dict) -> Dict[str, float]:
-        raise NotImplementedError
+        """This check's measurements (the epoch logs hold the losses and the val_* metrics)."""
 
+    @abc.abstractmethod
     def failing_reasons(self, measured: Dict[str, float]) -> List[str]:
-        raise NotImplementedError
+        """Why the measurements count as collapse; empty when they do not."""
 
     def remember(self, measured: Dict[str, float]) -> None:
         """Keeps what later checks compare with (after this check was judged)."""
 
     def on_epoch_end(self, epoch, logs=None):
-        step = (epoch + 1) * self.steps_per_epoch
+        steps_per_epoch, epochs = int(self.params["steps"]), int(self.params["epochs"])
+        step = (epoch + 1) * steps_per_epoch
+        warmup_steps = int(self.config.warmup_fraction * epochs * steps_per_epoch)
         measured = self.measure(logs or {})
-        reasons = self.failing_reasons(measured) if step > self.warmup_steps else []
+        reasons = self.failing_reasons(measured) if step > warmup_steps else []
         self._failing = self._failing + 1 if reasons else 0
         self.remember(measured)
         check = {"step": step, **{k: round(v, 4) for k, v in measured.items()}, "failing": bool(reasons)}
@@ -212,9 +216,8 @@ class CollapseMonitor(_AlarmMonitor):
     KIND = "mode-collapse"
     LOG_NAMES = {"sample_diversity": "collapse_diversity", "duplicate_fraction": "collapse_duplicates"}
 
-    def __init__(self, sample_fn: Callable[[], np.ndarray], real_images, config: CollapseConfig,
-                 steps_per_epoch: int, total_steps: int):
-        super().__init__(config, steps_per_epoch, total_steps)
+    def __init__(self, sample_fn: Callable[[], np.ndarray], real_images, config: CollapseConfig):
+        super().__init__(config)
         self.sample_fn = sample_fn
         self.reference = RealReference(real_images)
         self.best_diversity: Optional[float] = None
@@ -262,9 +265,8 @@ class PosteriorCollapseMonitor(_AlarmMonitor):
     KIND = "posterior-collapse"
     LOG_NAMES = {"active_units": "collapse_active_units"}
 
-    def __init__(self, mu_fn: Callable[[], np.ndarray], config: CollapseConfig, steps_per_epoch: int,
-                 total_steps: int):
-        super().__init__(config, steps_per_epoch, total_steps)
+    def __init__(self, mu_fn: Callable[[], np.ndarray], config: CollapseConfig):
+        super().__init__(config)
         self.mu_fn = mu_fn
 
     def measure(self, logs: dict) -> Dict[str, float]:

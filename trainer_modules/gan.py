@@ -449,9 +449,11 @@ def _train_and_export(fn_args, gan_config, collapse_config, config, strategy, po
     def to_inputs(features):
         return features[contract.IMAGE_KEY]
 
+    # The first train images, read once: 8 for the range check, all as the collapse monitor's real reference.
     first = next(iter(training.make_dataset(
-        fn_args.train_files, spec, to_inputs, 8, shuffle=False, repeat=False, drop_remainder=False)))
-    check_value_range(first.numpy(), gan_config.variant, fn_args.train_files)
+        fn_args.train_files, spec, to_inputs, collapse_config.num_samples, shuffle=False, repeat=False,
+        drop_remainder=False))).numpy()
+    check_value_range(first[:8], gan_config.variant, fn_args.train_files)
     train_ds = training.make_dataset(
         fn_args.train_files, spec, to_inputs, global_batch, seed=config.seed, shuffle_buffer=config.shuffle_buffer
     )
@@ -484,14 +486,9 @@ def _train_and_export(fn_args, gan_config, collapse_config, config, strategy, po
         return np.split(images, GRID_ROWS)
 
     monitor_latent = tf.random.stateless_normal((collapse_config.num_samples, latent_dim), seed=(config.seed, 7))
-    real_reference = next(iter(training.make_dataset(
-        fn_args.train_files, spec, to_inputs, collapse_config.num_samples, shuffle=False, repeat=False,
-        drop_remainder=False)))
-    _, steps_per_epoch, _ = config.step_plan(fn_args.train_steps, strategy)
     monitor = collapse.CollapseMonitor(
         lambda: to_unit_range(generator(monitor_latent, training=False), variant.value_range).numpy(),
-        to_unit_range(real_reference, variant.value_range).numpy(), collapse_config,
-        steps_per_epoch=steps_per_epoch, total_steps=fn_args.train_steps,
+        to_unit_range(first, variant.value_range).numpy(), collapse_config,
     )
 
     fit = training.fit_resumable(

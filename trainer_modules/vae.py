@@ -340,8 +340,11 @@ def _train_and_export(fn_args, latent_dim, kl_weight, collapse_config, config, s
         fn_args.train_files, spec, to_inputs, global_batch, seed=config.seed, shuffle_buffer=config.shuffle_buffer
     )
     eval_ds = training.make_dataset(fn_args.eval_files, spec, to_inputs, global_batch, shuffle=False)
-    preview = next(iter(training.make_dataset(
-        fn_args.eval_files, spec, to_inputs, 8, shuffle=False, repeat=False, drop_remainder=False)))
+    # The first eval images, read once: 8 for the range check, grids and warmup; all for the collapse monitor.
+    eval_head = next(iter(training.make_dataset(
+        fn_args.eval_files, spec, to_inputs, collapse_config.num_samples, shuffle=False, repeat=False,
+        drop_remainder=False)))
+    preview = eval_head[:8]
     _check_unit_range(preview.numpy(), f"eval examples {fn_args.eval_files}")
 
     def preview_rows():
@@ -358,14 +361,8 @@ def _train_and_export(fn_args, latent_dim, kl_weight, collapse_config, config, s
         optimizer = vae.optimizer  # a LossScaleOptimizer under mixed_float16
         optimizer.build(vae.trainable_variables)
 
-    monitor_images = next(iter(training.make_dataset(
-        fn_args.eval_files, spec, to_inputs, collapse_config.num_samples, shuffle=False, repeat=False,
-        drop_remainder=False)))
-    _, steps_per_epoch, _ = config.step_plan(fn_args.train_steps, strategy)
     monitor = collapse.PosteriorCollapseMonitor(
-        lambda: vae.encode(monitor_images, training=False)[0].numpy(), collapse_config,
-        steps_per_epoch=steps_per_epoch, total_steps=fn_args.train_steps,
-    )
+        lambda: vae.encode(eval_head, training=False)[0].numpy(), collapse_config)
 
     eval_steps = fn_args.eval_steps or 1
     fit = training.fit_resumable(
