@@ -292,6 +292,9 @@ def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
             if report["family"] == "style":
                 summary["stylized_png"] = report.get("grid")
             summary["samples_png"] = report.get("samples_grid")
+            if report.get("latent_space"):
+                summary["latent_space_png"] = report["latent_space"]
+                summary["latent_manifold_png"] = report.get("latent_manifold")
             summary["classifier"] = report.get("classifier")
             if report.get("inception_fid"):
                 summary["inception_fid"] = report["inception_fid"]
@@ -362,6 +365,9 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  content / stylized images: {summary['stylized_png']}")
     if summary.get("samples_png"):
         lines.append(f"  generated samples (fixed seed): {summary['samples_png']}")
+    if summary.get("latent_space_png"):
+        lines.append(f"  latent space (eval images by label): {summary['latent_space_png']}")
+        lines.append(f"  latent manifold (decoded grid): {summary['latent_manifold_png']}")
     if "wall_seconds" in summary:
         lines.append(f"  wall time: {summary['wall_seconds']} s")
     return "\n".join(lines)

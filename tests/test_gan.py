@@ -275,6 +275,8 @@ def test_killed_trainer_resumes_from_checkpoint(transformed_data, tmp_path, monk
     gan.run_fn(rerun)
     summary = _summary(rerun)
     assert summary["resumed_from_epoch"] == 1 and summary["steps_this_run"] == 4
+    # The collapse monitor's checks came back with the checkpoint: the report covers the whole run.
+    assert [check["step"] for check in summary["collapse_monitor"]["checks"]] == [2, 4, 6]
     assert os.path.exists(os.path.join(rerun.serving_model_dir, "saved_model.pb"))
     # Its untrained export is still the initial generator, not the restored one.
     second_untrained = tf.saved_model.load(gan.untrained_model_dir(rerun.serving_model_dir))

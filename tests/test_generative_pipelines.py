@@ -74,6 +74,13 @@ def test_vae_reports_elbo_in_nats_and_serves_its_signatures(runs):
     assert metrics["elbo"] == pytest.approx(-(metrics["reconstruction_nll"] + metrics["kl"]), rel=1e-4)
     assert metrics["reconstruction_nll"] > 0 and metrics["kl"] >= 0
     assert os.path.exists(summary["reconstructions_png"])
+    # The latent space of the eval split: every eval image encoded, a labelled scatter plot and the
+    # decoded 15x15 manifold over the 2-D latent plane.
+    assert metrics["latent_dim"] == 2 and 0 <= metrics["active_units"] <= 2
+    assert metrics["latent_points"] == metrics["num_examples"]
+    assert 0.0 <= metrics["latent_knn_accuracy"] <= 1.0
+    assert tf.io.decode_png(tf.io.read_file(summary["latent_space_png"])).shape[2] in (3, 4)
+    assert tf.io.decode_png(tf.io.read_file(summary["latent_manifold_png"])).shape == (450, 450, 1)
     loaded = tf.saved_model.load(summary["pushed_model"])
     assert {sig.ENCODE, sig.DECODE, sig.SAMPLE, sig.RECONSTRUCT, sig.ELBO} <= set(loaded.signatures)
     sample = loaded.signatures[sig.SAMPLE]

@@ -201,6 +201,26 @@ def test_stop_on_collapse_stops_at_the_posterior_collapse_alarm(transformed_data
     assert os.path.exists(os.path.join(fn_args.serving_model_dir, "saved_model.pb"))
 
 
+def test_a_run_stopped_by_its_alarm_stays_stopped_when_resumed(transformed_data, tmp_path, monkeypatch):
+    """The monitor's state is in the checkpoint: killed right after the alarm stopped it (before the
+    export), the Trainer resumes knowing the alarm and trains no further; a fresh monitor would
+    start counting again and train on to step 8."""
+    from trainer_modules import collapse
+
+    settings = {collapse.MIN_KL: 1e9, collapse.WARMUP_FRACTION: 0.0, collapse.STOP_ON_COLLAPSE: True}
+    kill_after_chunks(vae.run_fn, _fn_args(transformed_data, tmp_path, "first", train_steps=8, **settings),
+                      monkeypatch, chunks=2)
+    rerun = _fn_args(transformed_data, tmp_path, "second", train_steps=8, **settings)
+    vae.run_fn(rerun)
+    summary = _summary(rerun)
+    monitor = summary["collapse_monitor"]
+    assert summary["resumed_from_epoch"] == 2 and summary["steps_this_run"] == 0
+    assert summary["stopped_at_step"] == 4 and summary["optimizer_steps"] == 4
+    assert monitor["stopped_early"] is True and monitor["alarm"]["step"] == 4
+    assert [check["step"] for check in monitor["checks"]] == [2, 4]
+    assert os.path.exists(os.path.join(rerun.serving_model_dir, "saved_model.pb"))
+
+
 def test_mirrored_strategy_with_mixed_precision(transformed_data, tmp_path):
     strategy = training.choose_strategy("mirrored")
     if strategy.num_replicas_in_sync < 2:

@@ -35,7 +35,10 @@ generator draws near-constant images), and `patience` (2) failing checks in a ro
 a warning in the Trainer's log (which `genpipe run` shows as it happens), the measurements as
 TensorBoard scalars every chunk (`collapse_*`), and the alarm in the training summary, which the
 run summary shows. With `stop_on_collapse` training stops there; the model is still exported and
-judged by the evaluator, which does not bless a collapsed one.
+judged by the evaluator, which does not bless a collapsed one. The monitors' state (checks, the
+run's best values, the alarm) is saved in the training checkpoint (`get_state`/`set_state`,
+training.CallbackState), so a killed Trainer resumes judging the whole run, and one that the alarm
+stopped stays stopped.
 """
 import abc
 import dataclasses
@@ -152,6 +155,8 @@ class _AlarmMonitor(keras.callbacks.Callback, abc.ABC):
 
     KIND = ""
     LOG_NAMES: Dict[str, str] = {}
+    # What a resumed run must carry on with (training.CallbackState puts it into the checkpoint).
+    STATE = ("checks", "alarm", "stopped_early", "_failing")
 
     def __init__(self, config: CollapseConfig):
         super().__init__()
@@ -195,6 +200,13 @@ class _AlarmMonitor(keras.callbacks.Callback, abc.ABC):
                 self.model.stop_training = True
                 logging.warning("stop_on_collapse: training stops at step %d", step)
 
+    def get_state(self) -> dict:
+        return {name: getattr(self, name) for name in self.STATE}
+
+    def set_state(self, state: dict) -> None:
+        for name in self.STATE:
+            setattr(self, name, state[name])
+
     def summary(self) -> dict:
         return {
             "kind": self.KIND,
@@ -215,6 +227,7 @@ class CollapseMonitor(_AlarmMonitor):
 
     KIND = "mode-collapse"
     LOG_NAMES = {"sample_diversity": "collapse_diversity", "duplicate_fraction": "collapse_duplicates"}
+    STATE = _AlarmMonitor.STATE + ("best_diversity", "fewest_duplicates")
 
     def __init__(self, sample_fn: Callable[[], np.ndarray], real_images, config: CollapseConfig):
         super().__init__(config)

@@ -242,6 +242,26 @@ def run_key(*parts) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+class CallbackState(tf.train.experimental.PythonState):
+    """A callback's Python state inside the training checkpoint, so a resumed run carries it on.
+
+    The callback gives `get_state()` (a JSON-serialisable dict) and `set_state(dict)`; the collapse
+    monitors keep their checks, the run's best values and the alarm this way, so a Trainer killed
+    and resumed judges and reports the whole run, not only the part after the restart.
+    """
+
+    def __init__(self, callback):
+        self.callback = callback
+
+    def serialize(self) -> str:
+        return json.dumps(self.callback.get_state())
+
+    def deserialize(self, string_value) -> None:
+        if isinstance(string_value, bytes):
+            string_value = string_value.decode("utf-8")
+        self.callback.set_state(json.loads(string_value))
+
+
 class ResumableTraining:
     """Model, optimizer(s) and epoch counter in a tf.train.Checkpoint under a stable directory.
 
@@ -413,6 +433,9 @@ def fit_resumable(model, fn_args, config: TrainingConfig, train_ds, eval_ds, glo
     chunk also validates on fn_args.eval_steps eval batches and writes TensorBoard scalars;
     `callbacks` (image grids) run after those; `logging_callbacks` run before TensorBoard, so what
     they add to the epoch logs (the collapse monitor's measurements) is written and kept in the history.
+    A logging callback with `get_state`/`set_state` is checkpointed with the model (CallbackState),
+    after its check of the chunk; when the restored state says it stopped the run
+    (`stopped_early`), the resumed run trains no further.
     """
     epochs, steps_per_epoch, per_execution = config.step_plan(fn_args.train_steps, model.distribute_strategy)
     if model.steps_per_execution != per_execution:
@@ -424,27 +447,36 @@ def fit_resumable(model, fn_args, config: TrainingConfig, train_ds, eval_ds, glo
         config.checkpoint_root or os.path.join(fn_args.model_run_dir, "checkpoints"),
         run_key(fn_args.train_files, *run_key_parts, config.as_dict(), fn_args.train_steps, code),
     )
-    resumable = ResumableTraining(checkpoint_dir, **trackables)
+    states = {f"callback_state_{i}": CallbackState(callback)
+              for i, callback in enumerate(logging_callbacks) if hasattr(callback, "get_state")}
+    resumable = ResumableTraining(checkpoint_dir, **trackables, **states)
     initial_epoch = resumable.restore()
     throughput = ThroughputCallback(global_batch)
     all_callbacks = [
         throughput,
-        resumable.callback(),
         EvaluateEachChunk(eval_ds, fn_args.eval_steps or 1),
         *logging_callbacks,
+        resumable.callback(),  # after the logging callbacks, so it saves their state of this chunk
         EpochTensorBoard(fn_args.model_run_dir),
         *callbacks,
     ]
     started = time.time()
-    history = model.fit(
-        train_ds,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=all_callbacks,
-        shuffle=False,  # the input pipeline shuffles
-        verbose=2,
-    )
+    stopped = [callback for callback in logging_callbacks if getattr(callback, "stopped_early", False)]
+    if stopped and initial_epoch < epochs:
+        logging.warning("The run being resumed was stopped after %d of %d chunks by %s; it trains no further.",
+                        initial_epoch, epochs, type(stopped[0]).__name__)
+        history = keras.callbacks.History()
+        history.epoch, history.history = [], {}
+    else:
+        history = model.fit(
+            train_ds,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=all_callbacks,
+            shuffle=False,  # the input pipeline shuffles
+            verbose=2,
+        )
     return FitResult(history, initial_epoch, epochs, steps_per_epoch, time.time() - started, global_batch,
                      throughput.steady_examples_per_second)
 

@@ -174,12 +174,12 @@ class Executor(stock_evaluator.Executor):
         evaluation = artifact_utils.get_single_instance(output_dict["evaluation"])
         blessing = artifact_utils.get_single_instance(output_dict["blessing"])
 
-        feature_spec = tft.TFTransformOutput(transform_graph.uri).transformed_feature_spec()
+        full_spec = tft.TFTransformOutput(transform_graph.uri).transformed_feature_spec()
         input_key = contract.NOISY_IMAGE_KEY if variant == "denoising" else contract.IMAGE_KEY
-        missing = {contract.IMAGE_KEY, input_key} - set(feature_spec)
+        missing = {contract.IMAGE_KEY, input_key} - set(full_spec)
         if missing:
             raise ValueError(f"transformed examples at {examples.uri} lack features {sorted(missing)}")
-        feature_spec = {k: feature_spec[k] for k in {contract.IMAGE_KEY, input_key}}
+        feature_spec = {k: full_spec[k] for k in {contract.IMAGE_KEY, input_key}}
 
         model_dirs = {CANDIDATE: serving_model_dir(model)}
         if baseline is not None and baseline.id != model.id:
@@ -193,6 +193,14 @@ class Executor(stock_evaluator.Executor):
             grid_path = os.path.join(evaluation.uri, GRID_FILE)
             self._write_grid(pattern, model_dirs[CANDIDATE], feature_spec, input_key, grid_examples, grid_path)
             report["grid"] = grid_path
+        if family == "vae":
+            from components.generative_evaluator import latent_space
+
+            latent_spec = {k: full_spec[k] for k in (contract.IMAGE_KEY, contract.LABEL_KEY) if k in full_spec}
+            latent = latent_space.evaluate(model_dirs, CANDIDATE, pattern, latent_spec, evaluation.uri)
+            for name, values in latent["models"].items():
+                scores[name].update(values)
+            report.update({"latent_space": latent["latent_space"], "latent_manifold": latent["latent_manifold"]})
         reasons: List[str] = []
         if family == "style":
             from components.generative_evaluator import style_scoring
