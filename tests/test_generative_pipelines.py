@@ -20,7 +20,8 @@ GENERATIVE_COMPONENTS = [
     "domain_classifier_resolver", "DomainClassifier", "latest_blessed_model_resolver",
     "GenerativeEvaluator", "Pusher",
 ]
-SAMPLE_METRICS = ("classifier_fd", "classifier_score", "classes_covered", "kl_to_uniform", "max_class_fraction")
+SAMPLE_METRICS = ("classifier_fd", "classifier_score", "classes_covered", "kl_to_uniform", "max_class_fraction",
+                  "data_copying_ct", "near_train_fraction")
 
 
 def _smoke(pipeline, root, *flags):

@@ -53,6 +53,11 @@ SAMPLE_DEFAULTS = {
     # generated faces count as one kind of face (sample_metrics.attribute_agreement).
     "attribute_names": None,
     "min_attribute_diversity": 0.5,
+    # The data-copying test (sample_metrics.data_copying): every model's samples against the train split,
+    # cut into this many k-means cells, at most one per 50 samples, so a cell expects more than the
+    # 20 samples it needs to count.
+    "data_copying": True,
+    "data_copying_cells": 20,
 }
 
 
@@ -78,9 +83,12 @@ def untrained_model_dir(model: types.Artifact) -> str:
     return path if tf.io.gfile.exists(path) else ""
 
 
+def split_files(examples: types.Artifact, split: str) -> str:
+    return os.path.join(artifact_utils.get_split_uri([examples], split), "*")
+
+
 def eval_files(examples: types.Artifact) -> str:
-    split_uri = artifact_utils.get_split_uri([examples], contract.EVAL_SPLIT)
-    return os.path.join(split_uri, "*")
+    return split_files(examples, contract.EVAL_SPLIT)
 
 
 class _MeanOfDicts(beam.CombineFn):
@@ -221,7 +229,7 @@ class Executor(stock_evaluator.Executor):
                 raise ValueError(f"GenerativeEvaluator: family {family!r} needs a `classifier` input "
                                  "(the DomainClassifier's model) for its sample metrics")
             sample_report = self._sample_metrics(
-                pattern, {contract.IMAGE_KEY: feature_spec[contract.IMAGE_KEY]}, model, model_dirs,
+                examples, pattern, {contract.IMAGE_KEY: feature_spec[contract.IMAGE_KEY]}, model, model_dirs,
                 classifiers[0], sample_config, evaluation.uri)
             for name in model_dirs:
                 scores[name].update(sample_report["models"].get(name, {}))
@@ -257,7 +265,7 @@ class Executor(stock_evaluator.Executor):
         self._write_blessing(blessing, blessed, reasons, model, baseline)
         logging.info("GenerativeEvaluator: blessed=%s metrics=%s reasons=%s", blessed, candidate_metrics, reasons)
 
-    def _sample_metrics(self, pattern, feature_spec, model, model_dirs, classifier, sample_config, out_dir):
+    def _sample_metrics(self, examples, pattern, feature_spec, model, model_dirs, classifier, sample_config, out_dir):
         """Classifier-FD, classifier score and mode coverage of every model's samples (and the untrained one)."""
         from components.domain_classifier import describe
 
@@ -280,7 +288,10 @@ class Executor(stock_evaluator.Executor):
                     min_classes=sample_config["min_classes"], score_splits=int(sample_config["score_splits"]),
                     inception_weights=inception_weights if inception_available else "",
                     task=classifier_info["task"], attribute_names=sample_config["attribute_names"],
-                    min_attribute_diversity=float(sample_config["min_attribute_diversity"]))
+                    min_attribute_diversity=float(sample_config["min_attribute_diversity"]),
+                    train_pattern=split_files(examples, contract.TRAIN_SPLIT) if sample_config["data_copying"] else "",
+                    data_copying_cells=min(int(sample_config["data_copying_cells"]),
+                                           max(1, int(sample_config["num_samples"]) // 50)))
                 | "Write" >> beam.io.WriteToText(os.path.join(tmp_dir, "rows"), shard_name_template="")
             )
         rows = read_model_rows(os.path.join(tmp_dir, "rows"))

@@ -3,7 +3,8 @@
 The generators are real SavedModels with the `sample(num, seed)` signature every generative
 family exports: a *replay generator* that draws eval images at random (a perfect generator
 of the eval distribution) and a *collapsed generator* that always returns the same image
-(the extreme of mode collapse). The domain classifier is the real DomainClassifier,
+(the extreme of mode collapse), and a *copier* that draws the training images themselves (a
+generator that memorised its data). The domain classifier is the real DomainClassifier,
 trained for a few steps on the raw test data.
 """
 import json
@@ -68,10 +69,11 @@ def setup(transformed_data, tmp_path_factory):
         "classifier": classifier,
         "replay": _save_generator(eval_images, root / "replay", 31),
         "collapsed": _save_generator(eval_images[:1], root / "collapsed", 32),
+        "copier": _save_generator(transformed_data["images"][:48].astype(np.float32) / 255.0, root / "copier", 33),
     }
 
 
-def _evaluate(transformed_data, setup, model, tmp_path, thresholds):
+def _evaluate(transformed_data, setup, model, tmp_path, thresholds, **sample_config):
     examples = standard_artifacts.Examples()
     examples.uri = transformed_data["examples"]
     examples.split_names = artifact_utils.encode_split_names([contract.TRAIN_SPLIT, contract.EVAL_SPLIT])
@@ -86,7 +88,7 @@ def _evaluate(transformed_data, setup, model, tmp_path, thresholds):
         {"examples": [examples], "transform_graph": [graph], "model": [model], "classifier": [setup["classifier"]]},
         {"evaluation": [evaluation], "blessing": [blessing]},
         {"family": "gan", "variant": "stand-in", "blessing_config": json.dumps({"thresholds": thresholds}),
-         "sample_config": json.dumps({"num_samples": 120, "batch_size": 50, "seed": 5})},
+         "sample_config": json.dumps({"num_samples": 120, "batch_size": 50, "seed": 5, **sample_config})},
     )
     with open(os.path.join(evaluation.uri, executor_lib.METRICS_FILE)) as f:
         return json.load(f), blessing
@@ -123,3 +125,23 @@ def test_the_same_model_and_seed_give_the_same_metrics(transformed_data, setup, 
     second, _ = _evaluate(transformed_data, setup, setup["replay"], tmp_path / "second", {})
     for name in ("classifier_fd", "classifier_score", "class_histogram"):
         assert first["metrics"][name] == pytest.approx(second["metrics"][name], rel=1e-9)
+
+
+def test_a_generator_that_replays_its_training_images_fails_the_data_copying_test(transformed_data, setup, tmp_path):
+    """Samples that are training images sit at distance 0 from the train split, nearer than any
+    held-out eval image: C_T far below 0. Replayed eval images are new to the train split, as far
+    from it as the held-out images themselves: C_T near 0."""
+    copier, _ = _evaluate(transformed_data, setup, setup["copier"], tmp_path / "copier", {})
+    replay, _ = _evaluate(transformed_data, setup, setup["replay"], tmp_path / "replay", {})
+    assert copier["metrics"]["near_train_fraction"] == 1.0
+    assert copier["metrics"]["train_distance_ratio"] == pytest.approx(0.0, abs=1e-3)
+    assert copier["metrics"]["data_copying_ct"] < -3
+    assert abs(replay["metrics"]["data_copying_ct"]) < 2
+    assert replay["real_images"]["train_distance_median"] > 0
+    # A threshold on the z-score keeps the copier from being blessed.
+    gated, blessing = _evaluate(transformed_data, setup, setup["copier"], tmp_path / "gated",
+                                {"data_copying_ct": {"min": -3.0}})
+    assert blessing.get_int_custom_property("blessed") == 0
+    assert any("data_copying_ct" in reason for reason in gated["reasons"])
+    off, _ = _evaluate(transformed_data, setup, setup["copier"], tmp_path / "off", {}, data_copying=False)
+    assert "data_copying_ct" not in off["metrics"] and "train_distance_median" not in off["real_images"]

@@ -1,4 +1,5 @@
-"""Sample-quality metrics of the GenerativeEvaluator: Fréchet distance, classifier score, mode coverage.
+"""Sample-quality metrics of the GenerativeEvaluator: Fréchet distance, classifier score, mode coverage,
+attribute agreement (faces) and the data-copying test.
 
 The distance and the score are computed on the features and probabilities of the domain
 classifier trained on the labelled data, so they are reported as `classifier_fd` and
@@ -13,6 +14,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import scipy.linalg
+import scipy.stats
 
 # Direction of each comparable sample metric, for thresholds and baseline comparison.
 SAMPLE_METRIC_DIRECTIONS = {
@@ -24,6 +26,8 @@ SAMPLE_METRIC_DIRECTIONS = {
     "inception_fid": "lower",
     "attribute_rate_gap": "lower",
     "attribute_diversity": "higher",
+    "data_copying_ct": "higher",
+    "near_train_fraction": "lower",
 }
 # The same in the form of metrics.HIGHER_IS_BETTER, ready to merge into it.
 SAMPLE_HIGHER_IS_BETTER = {name: direction == "higher" for name, direction in SAMPLE_METRIC_DIRECTIONS.items()}
@@ -36,6 +40,11 @@ _SQRTM_EPS = 1e-6
 _SQRTM_MAX_RELATIVE_RESIDUAL = 1e-3
 _MAX_IMAGINARY = 1e-3
 _PROBABILITY_SUM_TOLERANCE = 1e-3
+# The data-copying test (data_copying): cells of the training set, the generated samples a cell needs
+# to count (the paper's tau = 20 / m), and "near" a training image = closer than 95% of held-out images.
+DATA_COPYING_CELLS = 20
+DATA_COPYING_MIN_PER_CELL = 20
+NEAR_TRAIN_QUANTILE = 0.05
 
 
 def _features_2d(features, name: str) -> np.ndarray:
@@ -415,3 +424,117 @@ def inception_fid_extractor(
         return np.concatenate(features, axis=0).astype(np.float64)
 
     return extract
+
+
+# ---------------------------------------------------------------------------
+# Data copying: does the generator reproduce its training images?
+
+
+class TrainingCells:
+    """The training images' features cut into cells (k-means), each with a nearest-neighbour index.
+
+    `assign(features)` gives every vector its cell and its distance to the nearest training vector
+    of that cell: the partition and the distances of the data-copying test. The k-means fit is
+    seeded and sees the training vectors in a fixed (sorted) order, so every worker and every run
+    builds the same cells from the same data.
+    """
+
+    def __init__(self, train_features, num_cells: int = DATA_COPYING_CELLS, seed: int = 0):
+        from sklearn.cluster import KMeans
+        from sklearn.neighbors import NearestNeighbors
+
+        train = _features_2d(train_features, "training features")
+        if not len(train):
+            raise ValueError("the data-copying test needs at least one training image")
+        train = train[np.lexsort(train.T[::-1])]  # a fixed order, whatever order the batches came in
+        self.num_cells = max(1, min(int(num_cells), len(np.unique(train, axis=0))))
+        self._kmeans = KMeans(n_clusters=self.num_cells, n_init=1, random_state=seed).fit(train)
+        cells = self._kmeans.labels_
+        self.train_counts = np.bincount(cells, minlength=self.num_cells)
+        self._indexes = {cell: NearestNeighbors(n_neighbors=1).fit(train[cells == cell])
+                         for cell in range(self.num_cells) if self.train_counts[cell]}
+
+    def assign(self, features) -> Tuple[np.ndarray, np.ndarray]:
+        """(cells [N] int, distances [N]): each vector's cell and distance to that cell's nearest training vector."""
+        features = _features_2d(features, "query features")
+        cells = self._kmeans.predict(features).astype(np.int64)
+        distances = np.zeros(len(features))
+        for cell in np.unique(cells):
+            chosen = cells == cell
+            distances[chosen] = self._indexes[int(cell)].kneighbors(features[chosen])[0][:, 0]
+        return cells, distances
+
+
+def mann_whitney_z(generated, heldout) -> float:
+    """The Mann-Whitney U of `generated` against `heldout` as a z-score, with the tie correction.
+
+    U counts the pairs where the generated value is the larger (ties count 1/2): negative z means
+    the generated values are smaller than the held-out ones.
+    """
+    generated = np.asarray(generated, np.float64).reshape(-1)
+    heldout = np.asarray(heldout, np.float64).reshape(-1)
+    m, n = len(generated), len(heldout)
+    if not m or not n:
+        raise ValueError(f"a Mann-Whitney test needs values on both sides, got {m} and {n}")
+    combined = np.concatenate([generated, heldout])
+    u = scipy.stats.rankdata(combined)[:m].sum() - m * (m + 1) / 2.0
+    total = m + n
+    _, ties = np.unique(combined, return_counts=True)
+    tie_term = float((ties.astype(np.float64) ** 3 - ties).sum()) / (total * (total - 1)) if total > 1 else 0.0
+    variance = m * n / 12.0 * ((total + 1) - tie_term)
+    return float((u - m * n / 2.0) / np.sqrt(variance)) if variance > 0 else 0.0
+
+
+def data_copying(generated_distances, generated_cells, heldout_distances, heldout_cells,
+                 min_generated_per_cell: int = DATA_COPYING_MIN_PER_CELL,
+                 near_quantile: float = NEAR_TRAIN_QUANTILE) -> dict:
+    """The data-copying test C_T of Meehan, Chaudhuri & Dasgupta (AISTATS 2020).
+
+    Inputs are, for generated samples and for held-out real images (the eval split, which training
+    never saw), their cell of the training set's partition and their distance to the nearest
+    training image of that cell (TrainingCells). A generator that draws new images of the data
+    distribution lands as far from its training images as held-out images do; one that copies them
+    lands closer. In every cell with more than `min_generated_per_cell` samples (the paper's
+    tau = 20 / m), the Mann-Whitney z of the samples' distances against the held-out images' is
+    taken; C_T is their average weighted by the cells' share of held-out images. Cells keep a
+    generator that only favours dense regions (where every distance is short) from looking like a
+    copier. Returns:
+
+    - `data_copying_ct`: about 0 without copying; strongly negative when the samples sit closer to
+      the training images than new real images do (the paper flags data copying below about -3);
+      positive when farther (an underfit generator, which classifier-FD already penalises). None
+      when no cell holds enough samples;
+    - `data_copying_cells`: cells that entered C_T, of `data_copying_cells_total`;
+    - `near_train_fraction`: the share of samples closer to a training image than all but
+      `near_quantile` (5%) of the held-out images: about 0.05 without copying, 1 for copies;
+    - `train_distance_ratio`: median sample distance over median held-out distance.
+    """
+    generated_distances = np.asarray(generated_distances, np.float64).reshape(-1)
+    heldout_distances = np.asarray(heldout_distances, np.float64).reshape(-1)
+    generated_cells = np.asarray(generated_cells, np.int64).reshape(-1)
+    heldout_cells = np.asarray(heldout_cells, np.int64).reshape(-1)
+    m, n = len(generated_distances), len(heldout_distances)
+    if not m or not n:
+        raise ValueError(f"the data-copying test needs generated and held-out distances, got {m} and {n}")
+    if len(generated_cells) != m or len(heldout_cells) != n:
+        raise ValueError(f"cells and distances differ in length: {len(generated_cells)} cells for {m} samples, "
+                         f"{len(heldout_cells)} for {n} held-out images")
+    weights, scores = [], []
+    cells = np.union1d(generated_cells, heldout_cells)
+    for cell in cells:
+        in_generated, in_heldout = generated_cells == cell, heldout_cells == cell
+        if not in_heldout.any():
+            continue
+        held = heldout_distances[in_heldout]
+        if in_generated.sum() > min_generated_per_cell:
+            weights.append(in_heldout.sum() / n)
+            scores.append(mann_whitney_z(generated_distances[in_generated], held))
+    median_heldout = float(np.median(heldout_distances))
+    return {
+        "data_copying_ct": float(np.dot(weights, scores) / np.sum(weights)) if weights else None,
+        "data_copying_cells": len(weights),
+        "data_copying_cells_total": int(len(cells)),
+        "near_train_fraction": float((generated_distances < np.quantile(heldout_distances, near_quantile)).mean()),
+        "train_distance_ratio": (float(np.median(generated_distances) / median_heldout) if median_heldout > 0
+                                 else float("inf")),
+    }

@@ -277,3 +277,72 @@ def test_attribute_agreement_rejects_bad_input():
         sample_metrics.attribute_agreement(real, real * 4 - 2)
     with pytest.raises(ValueError, match="1 attribute names for 2 attributes"):
         sample_metrics.attribute_agreement(real, real, names=["Smiling"])
+
+
+def test_training_cells_give_each_vector_its_cell_and_the_distance_within_it():
+    # Two far-apart groups of training vectors: two cells, one per group.
+    train = np.array([[0.0, 0.0], [0.0, 1.0], [100.0, 0.0], [100.0, 3.0]])
+    cells = sample_metrics.TrainingCells(train, num_cells=2)
+    assigned, distances = cells.assign([[0.0, 4.0], [100.0, 3.0], [96.0, 0.0]])
+    assert assigned[1] == assigned[2] != assigned[0]
+    np.testing.assert_allclose(distances, [3.0, 0.0, 4.0])
+    # The batches' order does not change the cells.
+    again = sample_metrics.TrainingCells(train[::-1], num_cells=2).assign([[0.0, 4.0], [100.0, 3.0]])[0]
+    np.testing.assert_array_equal(again, assigned[:2])
+    # More cells than distinct vectors: as many cells as there are.
+    assert sample_metrics.TrainingCells(np.ones((5, 2)), num_cells=20).num_cells == 1
+    with pytest.raises(ValueError, match="query features must be a"):
+        cells.assign([1.0, 2.0])
+
+
+def test_mann_whitney_z_with_ties_known_answers():
+    # Two copies (distance 0) against held-out images at 1, 2, 3: U = 0 pairs where a sample is
+    # farther; m n / 2 = 3; variance m n / 12 ((m + n + 1) - sum(t^3 - t) / ((m + n)(m + n - 1)))
+    # = 6 / 12 (6 - 6 / 20) = 2.85, so z = -3 / sqrt(2.85).
+    assert sample_metrics.mann_whitney_z([0.0, 0.0], [1.0, 2.0, 3.0]) == pytest.approx(-3 / math.sqrt(2.85))
+    from scipy import stats
+
+    generated, heldout = np.array([0.5, 2.0, 2.0, 4.0]), np.array([1.0, 2.0, 3.0])
+    u = stats.mannwhitneyu(generated, heldout).statistic
+    variance = 4 * 3 / 12 * (8 - (27 - 3) / (7 * 6))  # 2.0 is tied three times
+    assert sample_metrics.mann_whitney_z(generated, heldout) == pytest.approx((u - 6) / math.sqrt(variance))
+    assert sample_metrics.mann_whitney_z(heldout, heldout) == 0.0
+
+
+def test_c_t_is_the_held_out_weighted_mean_of_the_cells_z():
+    rng = np.random.default_rng(0)
+    # Cell 0 holds 300 held-out images, cell 1 holds 100; the samples copy in cell 0 only.
+    held = {0: rng.gamma(4.0, size=300), 1: rng.gamma(4.0, size=100)}
+    gen = {0: rng.gamma(4.0, size=50) * 0.2, 1: rng.gamma(4.0, size=60), 2: rng.gamma(4.0, size=5)}
+    result = sample_metrics.data_copying(
+        np.concatenate(list(gen.values())), np.repeat([0, 1, 2], [50, 60, 5]),
+        np.concatenate(list(held.values())), np.repeat([0, 1], [300, 100]))
+    expected = (0.75 * sample_metrics.mann_whitney_z(gen[0], held[0])
+                + 0.25 * sample_metrics.mann_whitney_z(gen[1], held[1]))
+    assert result["data_copying_ct"] == pytest.approx(expected)
+    assert result["data_copying_cells"] == 2 and result["data_copying_cells_total"] == 3  # cell 2: no held-out
+    # A cell with no more than 20 samples does not enter C_T (the paper's tau = 20 / m).
+    few = sample_metrics.data_copying(gen[0][:20], np.zeros(20), held[0], np.zeros(300))
+    assert few["data_copying_ct"] is None and few["data_copying_cells"] == 0
+    assert few["near_train_fraction"] > 0.5
+
+
+def test_samples_as_far_from_training_as_held_out_images_are_not_copies():
+    rng = np.random.default_rng(0)
+    heldout, held_cells = rng.gamma(4.0, size=1000), rng.integers(0, 5, size=1000)
+    cells = rng.integers(0, 5, size=2000)
+
+    def test(scale):
+        return sample_metrics.data_copying(rng.gamma(4.0, size=2000) * scale, cells, heldout, held_cells)
+
+    assert sample_metrics.data_copying(heldout, held_cells, heldout, held_cells)["data_copying_ct"] == 0.0
+    fresh = test(1.0)
+    assert abs(fresh["data_copying_ct"]) < 3 and fresh["near_train_fraction"] == pytest.approx(0.05, abs=0.02)
+    copies = test(0.5)  # twice as close to the training images as new images are
+    assert copies["data_copying_ct"] < -5 and copies["near_train_fraction"] > 0.2
+    underfit = test(2.0)
+    assert underfit["data_copying_ct"] > 5 and underfit["train_distance_ratio"] > 1.5
+    with pytest.raises(ValueError, match="needs generated and held-out distances, got 0 and 1000"):
+        sample_metrics.data_copying([], [], heldout, held_cells)
+    with pytest.raises(ValueError, match="4 cells for 2000 samples"):
+        sample_metrics.data_copying(rng.gamma(4.0, size=2000), [0, 1, 2, 3], heldout, held_cells)

@@ -5,7 +5,10 @@ signature, one Beam element per batch with seed `seed + batch_index`, so the sam
 always yields the same samples and the work spreads over workers. Both go through the
 domain classifier (and InceptionV3 when local weights are given) and are combined per key
 into mergeable feature moments plus the classifier's probabilities; `summarize` turns one
-key's statistics into the flat metrics of sample_metrics.
+key's statistics into the flat metrics of sample_metrics. With a train split pattern, the
+training images' features are a side input that cuts the feature space into cells, and every
+real and generated image also gets its cell and its distance to the nearest training image
+there, for the data-copying test.
 """
 import json
 from typing import Dict, List, Optional, Tuple
@@ -19,7 +22,10 @@ from serving import signatures as sig
 from trainer_modules import contract
 
 REAL = "real"
+TRAIN = "train"
 INCEPTION = "inception"
+TRAIN_DISTANCES = "train_distances"
+TRAIN_CELLS = "train_cells"
 
 
 def to_unit_range(images: np.ndarray, value_range: str) -> np.ndarray:
@@ -66,15 +72,16 @@ class GenerateSamples(beam.DoFn):
 
 
 class ParseRealImages(beam.DoFn):
-    """A batch of transformed eval records -> ("real", images in [0, 1])."""
+    """A batch of transformed records -> (key, images in [0, 1]); key "real" for the eval split."""
 
-    def __init__(self, feature_spec, value_range: str):
+    def __init__(self, feature_spec, value_range: str, key: str = REAL):
         self._feature_spec = feature_spec
         self._value_range = value_range
+        self._key = key
 
     def process(self, records: List[bytes]):
         features = tf.io.parse_example(tf.constant(records), self._feature_spec)
-        yield REAL, to_unit_range(features[contract.IMAGE_KEY].numpy(), self._value_range)
+        yield self._key, to_unit_range(features[contract.IMAGE_KEY].numpy(), self._value_range)
 
 
 class Featurize(beam.DoFn):
@@ -105,11 +112,32 @@ class Featurize(beam.DoFn):
         yield key, result
 
 
+class AddTrainDistances(beam.DoFn):
+    """(key, featurized) -> the same with `train_cells` and `train_distances`: each image's cell of the
+    training set's partition and its distance to the nearest training image of that cell, in the
+    classifier's feature space (side input: the training images' features; sample_metrics.TrainingCells)."""
+
+    def __init__(self, num_cells: int):
+        self._num_cells = num_cells
+        self._cells = None
+
+    def process(self, element, train_features):
+        key, result = element
+        if not train_features:  # no training images: no data-copying test
+            yield element
+            return
+        if self._cells is None:  # once per worker: the side input is the same for every bundle
+            self._cells = sample_metrics.TrainingCells(np.concatenate(train_features), self._num_cells)
+        cells, distances = self._cells.assign(result["features"])
+        yield key, {**result, TRAIN_CELLS: cells, TRAIN_DISTANCES: distances}
+
+
 class CombineStatistics(beam.CombineFn):
     """Feature moments (classifier and Inception) and the probabilities of every image of a key."""
 
     def create_accumulator(self):
-        return {"features": sample_metrics.FeatureMoments(), INCEPTION: None, "probabilities": []}
+        return {"features": sample_metrics.FeatureMoments(), INCEPTION: None, "probabilities": [],
+                TRAIN_DISTANCES: [], TRAIN_CELLS: []}
 
     def add_input(self, accumulator, element):
         accumulator["features"].add(element["features"])
@@ -118,6 +146,9 @@ class CombineStatistics(beam.CombineFn):
                 accumulator[INCEPTION] = sample_metrics.FeatureMoments()
             accumulator[INCEPTION].add(element[INCEPTION])
         accumulator["probabilities"].append(element["probabilities"])
+        if TRAIN_DISTANCES in element:
+            accumulator[TRAIN_DISTANCES].append(element[TRAIN_DISTANCES])
+            accumulator[TRAIN_CELLS].append(element[TRAIN_CELLS])
         return accumulator
 
     def merge_accumulators(self, accumulators):
@@ -130,11 +161,16 @@ class CombineStatistics(beam.CombineFn):
                     result[INCEPTION] = sample_metrics.FeatureMoments()
                 result[INCEPTION].merge(acc[INCEPTION])
             result["probabilities"].extend(acc["probabilities"])
+            result[TRAIN_DISTANCES].extend(acc[TRAIN_DISTANCES])
+            result[TRAIN_CELLS].extend(acc[TRAIN_CELLS])
         return result
 
     def extract_output(self, accumulator):
         probabilities = np.concatenate(accumulator["probabilities"]) if accumulator["probabilities"] else np.zeros((0, 0))
-        return {"features": accumulator["features"], INCEPTION: accumulator[INCEPTION], "probabilities": probabilities}
+        copying = {key: np.concatenate(accumulator[key]) if accumulator[key] else None
+                   for key in (TRAIN_DISTANCES, TRAIN_CELLS)}
+        return {"features": accumulator["features"], INCEPTION: accumulator[INCEPTION], "probabilities": probabilities,
+                **copying}
 
 
 def summarize(stats, real_stats, num_classes: int, min_fraction: float, min_classes: Optional[int],
@@ -172,6 +208,10 @@ def summarize(stats, real_stats, num_classes: int, min_fraction: float, min_clas
         })
     if stats.get(INCEPTION) is not None and real_stats.get(INCEPTION) is not None:
         result["inception_fid"] = sample_metrics.frechet_distance_from_moments(real_stats[INCEPTION], stats[INCEPTION])
+    if stats.get(TRAIN_DISTANCES) is not None and real_stats.get(TRAIN_DISTANCES) is not None:
+        copying = sample_metrics.data_copying(stats[TRAIN_DISTANCES], stats[TRAIN_CELLS],
+                                              real_stats[TRAIN_DISTANCES], real_stats[TRAIN_CELLS])
+        result.update({k: v for k, v in copying.items() if v is not None})
     return result
 
 
@@ -179,13 +219,16 @@ def real_summary(real_stats, num_classes: int, min_fraction: float, score_splits
                  attribute_names=None) -> Dict[str, object]:
     """The classifier's view of the real eval images: the reference for score and coverage (or attribute rates)."""
     probabilities = real_stats["probabilities"]
+    result = {"num_images": int(real_stats["features"].count)}
+    if real_stats.get(TRAIN_DISTANCES) is not None:
+        result["train_distance_median"] = float(np.median(real_stats[TRAIN_DISTANCES]))
     if task == "attributes":
         rates = sample_metrics.attribute_agreement(probabilities, probabilities, attribute_names)["attribute_rates"]
-        return {"attribute_rates": rates, "num_images": int(real_stats["features"].count)}
+        return {"attribute_rates": rates, **result}
     score, _ = sample_metrics.classifier_score(probabilities, splits=max(1, min(score_splits, len(probabilities))))
     coverage = sample_metrics.mode_coverage(probabilities, num_classes, min_fraction=min_fraction, min_classes=0)
     return {"classifier_score": score, "classes_covered": coverage["classes_covered"],
-            "kl_to_uniform": coverage["kl_to_uniform"], "num_images": int(real_stats["features"].count)}
+            "kl_to_uniform": coverage["kl_to_uniform"], **result}
 
 
 def to_json(value) -> str:
@@ -198,8 +241,11 @@ class SampleStatistics(beam.PTransform):
     def __init__(self, eval_pattern: str, feature_spec, value_range: str, model_dirs: Dict[str, str],
                  classifier_uri: str, num_samples: int, batch_size: int, seed: int, num_classes: int,
                  min_fraction: float, min_classes: Optional[int], score_splits: int, inception_weights: str = "",
-                 task: str = "classes", attribute_names=None, min_attribute_diversity: float = 0.5):
+                 task: str = "classes", attribute_names=None, min_attribute_diversity: float = 0.5,
+                 train_pattern: str = "", data_copying_cells: int = sample_metrics.DATA_COPYING_CELLS):
         super().__init__()
+        self._train_pattern = train_pattern
+        self._data_copying_cells = data_copying_cells
         self._task = task
         self._attribute_names = list(attribute_names) if attribute_names is not None else None
         self._min_attribute_diversity = min_attribute_diversity
@@ -230,12 +276,23 @@ class SampleStatistics(beam.PTransform):
             | "Spread" >> beam.Reshuffle()
             | "Generate" >> beam.ParDo(GenerateSamples(self._model_dirs, self._seed))
         )
-        stats = (
+        featurized = (
             (real, generated)
             | "Images" >> beam.Flatten()
             | "Featurize" >> beam.ParDo(Featurize(self._classifier_uri, self._inception_weights))
-            | "Combine" >> beam.CombinePerKey(CombineStatistics())
         )
+        if self._train_pattern:  # the data-copying test: distances to the nearest training image
+            train_features = (
+                root
+                | "ReadTrain" >> beam.io.ReadFromTFRecord(self._train_pattern, coder=beam.coders.BytesCoder())
+                | "BatchTrain" >> beam.BatchElements(min_batch_size=64, max_batch_size=256)
+                | "ParseTrain" >> beam.ParDo(ParseRealImages(self._feature_spec, self._value_range, key=TRAIN))
+                | "FeaturizeTrain" >> beam.ParDo(Featurize(self._classifier_uri))
+                | "TrainFeatures" >> beam.Map(lambda kv: kv[1]["features"])
+            )
+            featurized = featurized | "TrainDistances" >> beam.ParDo(
+                AddTrainDistances(self._data_copying_cells), beam.pvalue.AsList(train_features))
+        stats = featurized | "Combine" >> beam.CombinePerKey(CombineStatistics())
         real_stats = stats | "RealOnly" >> beam.Filter(lambda kv: kv[0] == REAL) | "RealValue" >> beam.Values()
         num_classes, min_fraction, min_classes, splits = (
             self._num_classes, self._min_fraction, self._min_classes, self._score_splits)
