@@ -367,6 +367,7 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  generated samples (fixed seed): {summary['samples_png']}")
     if summary.get("latent_space_png"):
         lines.append(f"  latent space (eval images by label): {summary['latent_space_png']}")
+    if summary.get("latent_manifold_png"):
         lines.append(f"  latent manifold (decoded grid): {summary['latent_manifold_png']}")
     if "wall_seconds" in summary:
         lines.append(f"  wall time: {summary['wall_seconds']} s")

@@ -44,6 +44,11 @@ def test_every_component_ran_and_the_model_was_blessed_and_pushed(first_run):
     assert summary["blessed"] is True and summary["pushed"] is True
     assert summary["metrics"]["num_examples"] == 48
     assert os.path.exists(summary["reconstructions_png"])
+    # The conv code (7x7x256) of every eval image by label: a scatter plot and a k-NN accuracy; no
+    # manifold, since an autoencoder has no prior to decode.
+    assert summary["metrics"]["latent_dim"] == 7 * 7 * 256 and summary["metrics"]["latent_points"] == 48
+    assert 0.0 <= summary["metrics"]["latent_knn_accuracy"] <= 1.0
+    assert os.path.exists(summary["latent_space_png"]) and summary["latent_manifold_png"] is None
 
     pushed = summary["pushed_model"]
     assert pushed.startswith(os.path.join(config.serving_dir, config.model_name) + os.sep)
@@ -167,6 +172,8 @@ def test_cli_runs_a_plain_autoencoder_on_idx_files(tmp_path, capsys):
     assert summary["components"]["Trainer"] == "COMPLETE"
     assert summary["metrics"]["num_examples"] == 5
     assert "psnr_gain_db" not in summary["metrics"]  # no noise for plain autoencoders
+    assert summary["metrics"]["latent_dim"] == 32  # the dense code
+    assert "latent_knn_accuracy" not in summary["metrics"]  # 5 eval images: too few for a 5-NN vote
 
 
 def test_cli_reports_corrupt_idx_file_by_name(tmp_path, capsys):

@@ -201,11 +201,12 @@ class Executor(stock_evaluator.Executor):
             grid_path = os.path.join(evaluation.uri, GRID_FILE)
             self._write_grid(pattern, model_dirs[CANDIDATE], feature_spec, input_key, grid_examples, grid_path)
             report["grid"] = grid_path
-        if family == "vae":
+        if family in ("autoencoder", "vae"):
             from components.generative_evaluator import latent_space
 
             latent_spec = {k: full_spec[k] for k in (contract.IMAGE_KEY, contract.LABEL_KEY) if k in full_spec}
-            latent = latent_space.evaluate(model_dirs, CANDIDATE, pattern, latent_spec, evaluation.uri)
+            latent = latent_space.evaluate(model_dirs, CANDIDATE, pattern, latent_spec, evaluation.uri,
+                                           manifold=family == "vae")
             for name, values in latent["models"].items():
                 scores[name].update(values)
             report.update({"latent_space": latent["latent_space"], "latent_manifold": latent["latent_manifold"]})

@@ -1,20 +1,27 @@
-"""The VAE's latent space: where the eval images land, how well it sorts them, what the decoder draws.
+"""The latent space of a VAE or autoencoder: where the eval images land, how well it sorts them,
+and (VAE) what the decoder draws.
 
 The course and the Keras VAE example end with two plots made by hand after training; the
 GenerativeEvaluator makes them for every run and adds numbers that can be compared across runs:
 
-- `latent_space.png`: the posterior means (`encode` -> `mu`) of the eval images, one dot per image,
-  coloured by label. With a latent size of 2 the axes are z[0] and z[1]; with more, the means are
-  projected on their first two principal components (the axis labels give the share of variance).
-- `latent_manifold.png`: the decoder's images over a square grid of latent points. With a latent
-  size of 2 the grid spans the standard-normal quantiles 5%..95% of both coordinates, the figure of
-  Kingma & Welling (2014); with more, the same quantiles along the first two principal axes of the
-  means (scaled by their spread), the other coordinates at the means' centre.
+- `latent_space.png`: the codes of the eval images (`encode`: the VAE's posterior means `mu`, an
+  autoencoder's `latent`, flattened), one dot per image, coloured by label. With a latent size of 2
+  the axes are z[0] and z[1]; with more, the codes are projected on their first two principal
+  components (the axis labels give the share of variance).
+- `latent_manifold.png` (VAE): the decoder's images over a square grid of latent points. With a
+  latent size of 2 the grid spans the standard-normal quantiles 5%..95% of both coordinates, the
+  figure of Kingma & Welling (2014); with more, the same quantiles along the first two principal
+  axes of the means (scaled by their spread), the other coordinates at the means' centre. An
+  autoencoder has no prior to sample, so it gets no manifold.
 - `latent_knn_accuracy`: leave-one-out accuracy of a 5-nearest-neighbour vote of the labels in the
-  space of the means: 1.0 when every digit sits among its own kind, about 1/classes when the
+  space of the codes: 1.0 when every digit sits among its own kind, about 1/classes when the
   labels are scattered. Reported only where the eval split has labels.
-- `active_units`: latent dimensions whose mean varies across images by more than 0.01 (Burda et
-  al. 2016), the count the Trainer's posterior-collapse alarm watches, here on the whole eval split.
+- `active_units`: latent dimensions whose code varies across images by more than 0.01 (Burda et
+  al. 2016): for the VAE the count the Trainer's posterior-collapse alarm watches, for an
+  autoencoder the code units in use (dead ReLU units do not count).
+
+Up to 5,000 eval images are encoded, fewer for wide codes (at most 25 million code values: 1,992
+images of the conv autoencoder's 7x7x256 code).
 """
 import io
 import os
@@ -35,6 +42,7 @@ SCATTER_FILE = "latent_space.png"
 MANIFOLD_FILE = "latent_manifold.png"
 KNN_NEIGHBOURS = 5
 MAX_POINTS = 5000           # eval images encoded per model (the whole eval split of the embedded sample)
+MAX_CODE_VALUES = 25_000_000  # ... and at most this many code values (float32), for wide codes
 MANIFOLD_SIZE = 15          # the manifold is MANIFOLD_SIZE x MANIFOLD_SIZE decoded images
 QUANTILES = (0.05, 0.95)    # the manifold's span, as quantiles of a standard normal
 BATCH_SIZE = 250
@@ -42,15 +50,23 @@ BATCH_SIZE = 250
 
 def encode_eval_images(model_dir: str, pattern: str, feature_spec, max_points: int = MAX_POINTS
                        ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """Posterior means of the first `max_points` eval images, and their labels when the split has them."""
+    """Codes (VAE: posterior means) of the first `max_points` eval images, flattened, and their labels
+    when the split has them."""
     encode = tf.saved_model.load(model_dir).signatures[sig.ENCODE]
     dataset = training.make_dataset(pattern, feature_spec, lambda f: f, BATCH_SIZE, shuffle=False,
                                     repeat=False, drop_remainder=False)
-    means, labels = [], []
+    batches, labels = [], []
     count = 0
     for batch in dataset:
         images = batch[contract.IMAGE_KEY][:max_points - count]
-        means.append(encode(**{sig.IMAGES_INPUT: images})[sig.MU_OUTPUT].numpy())
+        outputs = encode(**{sig.IMAGES_INPUT: images})
+        codes = outputs[sig.MU_OUTPUT] if sig.MU_OUTPUT in outputs else outputs[sig.LATENT_OUTPUT]
+        codes = np.reshape(codes.numpy(), [len(images), -1]).astype(np.float32)
+        if not batches:  # wide codes: fewer images
+            max_points = min(max_points, max(KNN_NEIGHBOURS + 1, MAX_CODE_VALUES // codes.shape[1]))
+            codes = codes[:max_points]
+            images = images[:max_points]
+        batches.append(codes)
         if contract.LABEL_KEY in batch:
             labels.append(np.reshape(batch[contract.LABEL_KEY].numpy(), [-1])[:len(images)])
         count += len(images)
@@ -58,7 +74,7 @@ def encode_eval_images(model_dir: str, pattern: str, feature_spec, max_points: i
             break
     if not count:
         raise ValueError(f"no eval examples found at {pattern}")
-    mu = np.concatenate(means).astype(np.float64)
+    mu = np.concatenate(batches)
     label_array = np.concatenate(labels).astype(np.int64) if labels else None
     if label_array is not None and (label_array < 0).any():  # -1: the source had no label
         label_array = None
@@ -172,10 +188,11 @@ def write_manifold(path: str, model_dir: str, plane: Dict[str, np.ndarray], size
 
 
 def evaluate(model_dirs: Dict[str, str], candidate: str, pattern: str, feature_spec, out_dir: Optional[str],
-             max_points: int = MAX_POINTS) -> Dict[str, dict]:
-    """Latent metrics of every model; plots of `candidate` into out_dir (when given).
+             max_points: int = MAX_POINTS, manifold: bool = True) -> Dict[str, dict]:
+    """Latent metrics of every model; plots of `candidate` into out_dir (when given), the decoded
+    manifold only with `manifold` (VAE).
 
-    Returns {"models": {name: metrics}, "latent_space": path, "latent_manifold": path}.
+    Returns {"models": {name: metrics}, "latent_space": path, "latent_manifold": path or None}.
     """
     result: Dict[str, dict] = {"models": {}}
     for name, model_dir in model_dirs.items():
@@ -188,8 +205,9 @@ def evaluate(model_dirs: Dict[str, str], candidate: str, pattern: str, feature_s
         if name == candidate and out_dir:
             plane = principal_plane(mu)
             knn = metrics.get("latent_knn_accuracy")
-            title = (f"posterior means of {len(mu)} eval images"
+            title = (f"{'posterior means' if manifold else 'codes'} of {len(mu)} eval images"
                      + (f"; {KNN_NEIGHBOURS}-NN label accuracy {knn:.3f}" if knn is not None else ""))
             result["latent_space"] = write_scatter(os.path.join(out_dir, SCATTER_FILE), mu, labels, plane, title)
-            result["latent_manifold"] = write_manifold(os.path.join(out_dir, MANIFOLD_FILE), model_dir, plane)
+            result["latent_manifold"] = (write_manifold(os.path.join(out_dir, MANIFOLD_FILE), model_dir, plane)
+                                         if manifold else None)
     return result

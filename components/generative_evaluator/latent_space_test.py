@@ -147,3 +147,29 @@ def test_scattered_labels_lower_the_knn_accuracy_and_missing_labels_skip_it(stan
     first_ten, _ = latent_space.encode_eval_images(stand_in["model"], stand_in["pattern"], stand_in["spec"],
                                                    max_points=10)
     assert len(first_ten) == 10
+
+
+class _AutoencoderStandIn(tf.Module):
+    """encode: a 2x2x1 code per image (the mean brightness of each quadrant), as an autoencoder's `latent`."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32, name=sig.IMAGES_INPUT)])
+    def encode(self, images):
+        return {sig.LATENT_OUTPUT: tf.nn.avg_pool2d(images, 14, 14, "VALID")}
+
+
+def test_an_autoencoder_s_codes_are_flattened_and_get_no_manifold(stand_in, monkeypatch):
+    module = _AutoencoderStandIn()
+    model_dir = str(stand_in["root"] / "autoencoder")
+    tf.saved_model.save(module, model_dir, signatures={sig.ENCODE: module.encode})
+    out_dir = str(stand_in["root"] / "autoencoder_evaluation")
+    result = latent_space.evaluate({"candidate": model_dir}, "candidate", stand_in["pattern"], stand_in["spec"],
+                                   out_dir, manifold=False)
+    metrics = result["models"]["candidate"]
+    assert metrics["latent_dim"] == 4 and metrics["active_units"] == 4  # every quadrant tracks the brightness
+    assert metrics["latent_knn_accuracy"] == 1.0
+    assert result["latent_manifold"] is None and not os.path.exists(os.path.join(out_dir, latent_space.MANIFOLD_FILE))
+    assert os.path.exists(result["latent_space"])
+    # Wide codes: at most MAX_CODE_VALUES values are kept (here 40: 10 images of 4 values).
+    monkeypatch.setattr(latent_space, "MAX_CODE_VALUES", 40)
+    codes, labels = latent_space.encode_eval_images(model_dir, stand_in["pattern"], stand_in["spec"])
+    assert codes.shape == (10, 4) and len(labels) == 10
