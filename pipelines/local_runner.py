@@ -292,6 +292,8 @@ def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
             if report["family"] == "style":
                 summary["stylized_png"] = report.get("grid")
             summary["samples_png"] = report.get("samples_grid")
+            if report.get("interpolations"):
+                summary["interpolations_png"] = report["interpolations"]
             if report.get("latent_space"):
                 summary["latent_space_png"] = report["latent_space"]
                 summary["latent_manifold_png"] = report.get("latent_manifold")
@@ -365,6 +367,8 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  content / stylized images: {summary['stylized_png']}")
     if summary.get("samples_png"):
         lines.append(f"  generated samples (fixed seed): {summary['samples_png']}")
+    if summary.get("interpolations_png"):
+        lines.append(f"  latent interpolations (fixed endpoints): {summary['interpolations_png']}")
     if summary.get("latent_space_png"):
         lines.append(f"  latent space (eval images by label): {summary['latent_space_png']}")
     if summary.get("latent_manifold_png"):

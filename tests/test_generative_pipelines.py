@@ -63,6 +63,8 @@ def test_every_component_ran_blessed_and_pushed(runs, family):
     assert len(metrics["class_histogram"]) == 10 and abs(sum(metrics["class_histogram"]) - 1) < 1e-6
     assert 0 <= metrics["classifier_test_accuracy"] <= 1
     assert os.path.exists(summary["samples_png"])
+    # 8 walks of 10 latent points between fixed endpoints, decoded by the model's `generate`.
+    assert tf.io.decode_png(tf.io.read_file(summary["interpolations_png"])).shape == (8 * 30, 10 * 30, 1)
     with open(os.path.join(os.path.dirname(summary["samples_png"]), "metrics.json")) as f:
         report = json.load(f)
     assert report["inception_fid"].startswith("Inception FID skipped")

@@ -32,6 +32,7 @@ from trainer_modules import training
 METRICS_FILE = "metrics.json"
 GRID_FILE = "reconstructions.png"
 SAMPLES_FILE = "samples.png"
+INTERPOLATIONS_FILE = "interpolations.png"
 SAMPLES_DIR = "samples"
 CANDIDATE = "candidate"
 BASELINE = "baseline"
@@ -309,7 +310,10 @@ class Executor(stock_evaluator.Executor):
         grid_path = os.path.join(out_dir, SAMPLES_FILE)
         self._write_sample_grid(model_dirs[CANDIDATE], int(sample_config["grid_samples"]),
                                 int(sample_config["seed"]), grid_path)
+        interpolations = self._write_interpolations(model_dirs[CANDIDATE], int(sample_config["seed"]),
+                                                    os.path.join(out_dir, INTERPOLATIONS_FILE))
         return {
+            "interpolations": interpolations,
             "models": models,
             "real_images": rows[sampling.REAL],
             "untrained_generator": rows.get(UNTRAINED),
@@ -328,6 +332,21 @@ class Executor(stock_evaluator.Executor):
         per_row = 8
         rows = [images[i:i + per_row] for i in range(0, len(images) - per_row + 1, per_row)] or [images]
         training.write_png(path, training.image_grid(rows))
+
+    @staticmethod
+    def _write_interpolations(model_dir, seed, path, rows: int = 8, steps: int = 10):
+        """Walks through the latent space (the DCGAN paper's check): each row decodes `steps` points on
+        the great circle between two fixed latent points. Smooth rows show a generator that learned a
+        continuous space; jumps between unrelated images hint at memorised training images. Only for
+        models with a `generate` signature; returns the path or None."""
+        signatures = tf.saved_model.load(model_dir).signatures
+        if sig.GENERATE not in signatures:
+            return None
+        generate = signatures[sig.GENERATE]
+        latent_dim = int(generate.structured_input_signature[1][sig.LATENT_INPUT].shape[-1])
+        latents = sampling.interpolation_latents(latent_dim, seed, rows, steps)
+        images = generate(**{sig.LATENT_INPUT: tf.constant(latents)})[sig.IMAGES_OUTPUT].numpy()
+        return training.write_png(path, training.image_grid([images[i:i + steps] for i in range(0, len(images), steps)]))
 
     def _score(self, pattern, model_dirs, feature_spec, input_key) -> Dict[str, Dict[str, float]]:
         tmp_dir = os.path.join(self._get_tmp_dir(), "scores")

@@ -346,3 +346,19 @@ def test_samples_as_far_from_training_as_held_out_images_are_not_copies():
         sample_metrics.data_copying([], [], heldout, held_cells)
     with pytest.raises(ValueError, match="4 cells for 2000 samples"):
         sample_metrics.data_copying(rng.gamma(4.0, size=2000), [0, 1, 2, 3], heldout, held_cells)
+
+
+def test_slerp_walks_the_great_circle_between_the_endpoints():
+    from components.generative_evaluator import sampling
+
+    a, b = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    walk = sampling.slerp(a * 2, b * 2, np.linspace(0, 1, 5))
+    np.testing.assert_allclose(walk[0], a * 2, atol=1e-12)
+    np.testing.assert_allclose(walk[-1], b * 2, atol=1e-12)
+    np.testing.assert_allclose(walk[2], np.array([1.0, 1.0, 0.0]) * 2 / math.sqrt(2))  # the midpoint of the arc
+    np.testing.assert_allclose(np.linalg.norm(walk, axis=1), 2.0)  # never inside the sphere, unlike the line
+    # Parallel endpoints have no unique circle: the straight line.
+    np.testing.assert_allclose(sampling.slerp(a, 3 * a, [0.5]), [2 * a])
+    latents = sampling.interpolation_latents(16, seed=3, rows=4, steps=6)
+    assert latents.shape == (24, 16) and latents.dtype == np.float32
+    np.testing.assert_array_equal(latents, sampling.interpolation_latents(16, seed=3, rows=4, steps=6))

@@ -38,6 +38,29 @@ def to_unit_range(images: np.ndarray, value_range: str) -> np.ndarray:
     return np.clip(images, 0.0, 1.0)
 
 
+def slerp(a, b, t) -> np.ndarray:
+    """Spherical interpolation from latent point `a` to `b` at fractions `t` ([T] -> [T, dim]).
+
+    Under a Gaussian prior nearly all mass lies near the sphere of radius sqrt(dim); the straight
+    line between two points cuts inside it, through latents the generator rarely saw. The great
+    circle keeps the interpolants at the endpoints' norm when the norms are equal (White, 2016).
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    t = np.asarray(t, np.float64)[:, None]
+    cosine = np.dot(a, b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12)
+    omega = np.arccos(np.clip(cosine, -1.0, 1.0))
+    if np.sin(omega) < 1e-6:  # (anti)parallel: no unique great circle; the line is as good
+        return (1.0 - t) * a + t * b
+    return (np.sin((1.0 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
+
+
+def interpolation_latents(latent_dim: int, seed: int, rows: int = 8, steps: int = 10) -> np.ndarray:
+    """[rows * steps, latent_dim]: `rows` walks between fixed N(0, I) endpoint pairs, `steps` points each."""
+    ends = np.random.default_rng(seed).standard_normal((rows, 2, latent_dim))
+    fractions = np.linspace(0.0, 1.0, steps)
+    return np.concatenate([slerp(start, end, fractions) for start, end in ends]).astype(np.float32)
+
+
 def sample_batches(model_names: List[str], num_samples: int, batch_size: int) -> List[Tuple[str, int, int]]:
     """(model name, batch index, batch size) elements covering num_samples per model."""
     elements = []
