@@ -294,8 +294,8 @@ AUTOENCODER_THRESHOLDS = {"psnr_db": {"min": 12.0}}
 # Generators whose samples sit nearer their training images than new real images do are copying
 # them, not generating (the data-copying test C_T, sample_metrics.data_copying; Meehan et al. flag
 # C_T below about -3). Measured on the embedded sample (2,000 samples, 20 cells): the default dcgan
-# +7.9, the dense GAN +4.5, the VAE +1.8, a generator that replays its 4,000 training images -11.1 (with a classifier-FD
-# of 3.9 against the dcgan's 79: FD alone would prefer the copier).
+# +7.9, the dense GAN +4.5, the VAE +1.8, a generator that replays its 4,000 training images -11.1
+# (with a classifier-FD of 3.9 against the dcgan's 79: FD alone would prefer the copier).
 DATA_COPYING_THRESHOLD = {"data_copying_ct": {"min": -3.0}}
 PSNR_REGRESSION = {"metric": "psnr_db", "tolerance": 0.5}
 
@@ -340,7 +340,8 @@ def presets() -> Dict[str, RunConfig]:
         train_steps=GAN_TRAIN_STEPS,
         batch_size=64,
         learning_rate=2e-4,
-        thresholds={"classes_covered": {"min": 9}, "classifier_fd_improvement": {"min": 3.0}, **DATA_COPYING_THRESHOLD},
+        thresholds={"classes_covered": {"min": 9}, "classifier_fd_improvement": {"min": 3.0},
+                    **DATA_COPYING_THRESHOLD},
         baseline_comparison={"metric": "classifier_fd", "relative_tolerance": 0.25},
         quality_targets={"classes_covered": 9, "classifier_fd_improvement": 3.0},
     )

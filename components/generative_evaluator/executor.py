@@ -308,9 +308,9 @@ class Executor(stock_evaluator.Executor):
             candidate["classifier_fd_untrained"] = untrained_fd
             candidate["classifier_fd_improvement"] = untrained_fd / max(candidate["classifier_fd"], 1e-12)
         grid_path = os.path.join(out_dir, SAMPLES_FILE)
-        self._write_sample_grid(model_dirs[CANDIDATE], int(sample_config["grid_samples"]),
-                                int(sample_config["seed"]), grid_path)
-        interpolations = self._write_interpolations(model_dirs[CANDIDATE], int(sample_config["seed"]),
+        signatures = tf.saved_model.load(model_dirs[CANDIDATE]).signatures  # loaded once for both grids
+        self._write_sample_grid(signatures, int(sample_config["grid_samples"]), int(sample_config["seed"]), grid_path)
+        interpolations = self._write_interpolations(signatures, int(sample_config["seed"]),
                                                     os.path.join(out_dir, INTERPOLATIONS_FILE))
         return {
             "interpolations": interpolations,
@@ -324,9 +324,9 @@ class Executor(stock_evaluator.Executor):
         }
 
     @staticmethod
-    def _write_sample_grid(model_dir, count, seed, path):
+    def _write_sample_grid(signatures, count, seed, path):
         """Samples of the model from a fixed seed, 8 per row: the same model always gives the same grid."""
-        sample = tf.saved_model.load(model_dir).signatures[sig.SAMPLE]
+        sample = signatures[sig.SAMPLE]
         images = sample(**{sig.NUM_INPUT: tf.constant(count, tf.int32),
                            sig.SEED_INPUT: tf.constant(seed, tf.int32)})[sig.IMAGES_OUTPUT].numpy()
         per_row = 8
@@ -334,12 +334,11 @@ class Executor(stock_evaluator.Executor):
         training.write_png(path, training.image_grid(rows))
 
     @staticmethod
-    def _write_interpolations(model_dir, seed, path, rows: int = 8, steps: int = 10):
+    def _write_interpolations(signatures, seed, path, rows: int = 8, steps: int = 10):
         """Walks through the latent space (the DCGAN paper's check): each row decodes `steps` points on
         the great circle between two fixed latent points. Smooth rows show a generator that learned a
         continuous space; jumps between unrelated images hint at memorised training images. Only for
         models with a `generate` signature; returns the path or None."""
-        signatures = tf.saved_model.load(model_dir).signatures
         if sig.GENERATE not in signatures:
             return None
         generate = signatures[sig.GENERATE]

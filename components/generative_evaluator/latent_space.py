@@ -48,28 +48,25 @@ QUANTILES = (0.05, 0.95)    # the manifold's span, as quantiles of a standard no
 BATCH_SIZE = 250
 
 
-def encode_eval_images(model_dir: str, pattern: str, feature_spec, max_points: int = MAX_POINTS
+def encode_eval_images(encode, pattern: str, feature_spec, max_points: int = MAX_POINTS
                        ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """Codes (VAE: posterior means) of the first `max_points` eval images, flattened, and their labels
-    when the split has them."""
-    encode = tf.saved_model.load(model_dir).signatures[sig.ENCODE]
+    """Codes (VAE: posterior means) of the first `max_points` eval images through the model's `encode`
+    signature, flattened, and their labels when the split has them."""
     dataset = training.make_dataset(pattern, feature_spec, lambda f: f, BATCH_SIZE, shuffle=False,
                                     repeat=False, drop_remainder=False)
     batches, labels = [], []
     count = 0
     for batch in dataset:
-        images = batch[contract.IMAGE_KEY][:max_points - count]
-        outputs = encode(**{sig.IMAGES_INPUT: images})
+        outputs = encode(**{sig.IMAGES_INPUT: batch[contract.IMAGE_KEY][:max_points - count]})
         codes = outputs[sig.MU_OUTPUT] if sig.MU_OUTPUT in outputs else outputs[sig.LATENT_OUTPUT]
-        codes = np.reshape(codes.numpy(), [len(images), -1]).astype(np.float32)
+        codes = codes.numpy().reshape(codes.shape[0], -1).astype(np.float32)
         if not batches:  # wide codes: fewer images
             max_points = min(max_points, max(KNN_NEIGHBOURS + 1, MAX_CODE_VALUES // codes.shape[1]))
-            codes = codes[:max_points]
-            images = images[:max_points]
+        codes = codes[:max_points - count]
         batches.append(codes)
         if contract.LABEL_KEY in batch:
-            labels.append(np.reshape(batch[contract.LABEL_KEY].numpy(), [-1])[:len(images)])
-        count += len(images)
+            labels.append(np.reshape(batch[contract.LABEL_KEY].numpy(), [-1])[:len(codes)])
+        count += len(codes)
         if count >= max_points:
             break
     if not count:
@@ -95,10 +92,9 @@ def knn_accuracy(points: np.ndarray, labels: np.ndarray, k: int = KNN_NEIGHBOURS
         raise ValueError(f"a {k}-nearest-neighbour vote needs more than {k} points, got {len(points)}")
     # k + 1 neighbours: the nearest is the point itself (or an exact duplicate, which is as good).
     _, index = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)
-    neighbours = np.stack([np.delete(row, np.flatnonzero(row == i)[:1])[:k] for i, row in enumerate(index)])
     correct = 0
-    for i, row in enumerate(neighbours):
-        votes = labels[row]
+    for i, row in enumerate(index):
+        votes = labels[np.delete(row, np.flatnonzero(row == i)[:1])[:k]]
         values, counts = np.unique(votes, return_counts=True)
         tied = set(values[counts == counts.max()])
         winner = next(label for label in votes if label in tied)  # nearest first
@@ -177,9 +173,8 @@ def _colour(label: int):
     return colormaps["tab10"](label % 10) if label < 10 else colormaps["tab20"](label % 20)
 
 
-def write_manifold(path: str, model_dir: str, plane: Dict[str, np.ndarray], size: int = MANIFOLD_SIZE) -> str:
-    """The decoder's images over the grid of manifold_latents, as one PNG."""
-    decode = tf.saved_model.load(model_dir).signatures[sig.DECODE]
+def write_manifold(path: str, decode, plane: Dict[str, np.ndarray], size: int = MANIFOLD_SIZE) -> str:
+    """The images of the model's `decode` signature over the grid of manifold_latents, as one PNG."""
     latents = tf.constant(manifold_latents(plane, size), tf.float32)
     images = decode(**{sig.LATENT_INPUT: latents})[sig.RECONSTRUCTION_OUTPUT].numpy()
     per_row = size if len(plane["axes"]) > 1 else len(images)
@@ -196,7 +191,8 @@ def evaluate(model_dirs: Dict[str, str], candidate: str, pattern: str, feature_s
     """
     result: Dict[str, dict] = {"models": {}}
     for name, model_dir in model_dirs.items():
-        mu, labels = encode_eval_images(model_dir, pattern, feature_spec, max_points)
+        signatures = tf.saved_model.load(model_dir).signatures  # loaded once for the codes and the manifold
+        mu, labels = encode_eval_images(signatures[sig.ENCODE], pattern, feature_spec, max_points)
         metrics = {"active_units": collapse.active_units(mu), "latent_dim": int(mu.shape[1]),
                    "latent_points": int(len(mu))}
         if labels is not None and len(mu) > KNN_NEIGHBOURS:
@@ -208,6 +204,6 @@ def evaluate(model_dirs: Dict[str, str], candidate: str, pattern: str, feature_s
             title = (f"{'posterior means' if manifold else 'codes'} of {len(mu)} eval images"
                      + (f"; {KNN_NEIGHBOURS}-NN label accuracy {knn:.3f}" if knn is not None else ""))
             result["latent_space"] = write_scatter(os.path.join(out_dir, SCATTER_FILE), mu, labels, plane, title)
-            result["latent_manifold"] = (write_manifold(os.path.join(out_dir, MANIFOLD_FILE), model_dir, plane)
+            result["latent_manifold"] = (write_manifold(os.path.join(out_dir, MANIFOLD_FILE), signatures[sig.DECODE], plane)
                                          if manifold else None)
     return result

@@ -90,6 +90,10 @@ class _StandIn(tf.Module):
         return {sig.RECONSTRUCTION_OUTPUT: tf.concat([left, right], axis=2)}
 
 
+def _encode(model_dir):
+    return tf.saved_model.load(model_dir).signatures[sig.ENCODE]
+
+
 @pytest.fixture(scope="module")
 def stand_in(tmp_path_factory):
     root = tmp_path_factory.mktemp("latent")
@@ -139,12 +143,12 @@ def test_scattered_labels_lower_the_knn_accuracy_and_missing_labels_skip_it(stan
                                    None)
     assert "latent_knn_accuracy" not in result["models"]["candidate"]
     assert "latent_space" not in result  # no out_dir: metrics only
-    mu, labels = latent_space.encode_eval_images(stand_in["model"], stand_in["pattern"], stand_in["spec"])
+    mu, labels = latent_space.encode_eval_images(_encode(stand_in["model"]), stand_in["pattern"], stand_in["spec"])
     np.testing.assert_array_equal(labels, stand_in["labels"])
     np.testing.assert_allclose(mu[:, 0], (stand_in["labels"] + 1), rtol=1e-5)
     shuffled = np.arange(30) // 6  # the 6 images of one brightness now carry 5 different labels
     assert latent_space.knn_accuracy(mu, shuffled) < 0.5
-    first_ten, _ = latent_space.encode_eval_images(stand_in["model"], stand_in["pattern"], stand_in["spec"],
+    first_ten, _ = latent_space.encode_eval_images(_encode(stand_in["model"]), stand_in["pattern"], stand_in["spec"],
                                                    max_points=10)
     assert len(first_ten) == 10
 
@@ -171,5 +175,5 @@ def test_an_autoencoder_s_codes_are_flattened_and_get_no_manifold(stand_in, monk
     assert os.path.exists(result["latent_space"])
     # Wide codes: at most MAX_CODE_VALUES values are kept (here 40: 10 images of 4 values).
     monkeypatch.setattr(latent_space, "MAX_CODE_VALUES", 40)
-    codes, labels = latent_space.encode_eval_images(model_dir, stand_in["pattern"], stand_in["spec"])
+    codes, labels = latent_space.encode_eval_images(_encode(model_dir), stand_in["pattern"], stand_in["spec"])
     assert codes.shape == (10, 4) and len(labels) == 10
