@@ -87,6 +87,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     faces.add_argument("--min-attribute-diversity", type=float,
                        help="generated faces whose attributes vary less than this fraction of real faces' "
                             "count as collapsed (default 0.5)")
+    parser.add_argument("--threshold", action="append", dest="thresholds", default=[], metavar="METRIC>=VALUE",
+                        help="a blessing bound on an evaluator metric, over the preset's: METRIC>=VALUE (minimum), "
+                             "METRIC<=VALUE (maximum) or METRIC=off; repeatable, e.g. --threshold 'sample_coverage>=0.3'")
     parser.add_argument("--beam-arg", action="append", dest="beam_args", default=[],
                         help="Beam pipeline option passed through, e.g. --beam-arg=--runner=DataflowRunner")
     parser.add_argument("--no-cache", action="store_true", help="re-run every component")
@@ -273,6 +276,8 @@ def config_from_args(args) -> config_lib.RunConfig:
         if config.family not in families:
             raise ValueError(f"--{key.replace('_', '-')} applies to {', '.join(families)}, not {args.pipeline}")
         config.model_options = {**config.model_options, key: value}
+    if args.thresholds:
+        config.thresholds = config_lib.apply_thresholds(config.thresholds, args.thresholds)
     config.beam_args = list(args.beam_args)
     config.enable_cache = not args.no_cache
     if args.command == "compile":

@@ -298,6 +298,8 @@ def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
                 summary["latent_space_png"] = report["latent_space"]
                 summary["latent_manifold_png"] = report.get("latent_manifold")
             summary["classifier"] = report.get("classifier")
+            if report.get("real_images"):
+                summary["real_images"] = report["real_images"]
             if report.get("inception_fid"):
                 summary["inception_fid"] = report["inception_fid"]
     if "Trainer" in executions:
@@ -359,6 +361,12 @@ def format_summary(summary: dict) -> str:
         trust = "trustworthy" if classifier.get("trustworthy") else "NOT trustworthy"
         lines.append(f"  domain classifier: eval accuracy {classifier.get('test_accuracy', float('nan')):.4f} "
                      f"(needs {classifier.get('min_accuracy')}; {trust})")
+    reference = summary.get("real_images") or {}
+    if "sample_coverage" in reference:
+        lines.append("  reference for the sample_ metrics, eval images half against half ("
+                     f"{reference['prdc_num_generated']} and {reference['prdc_num_real']}): "
+                     + ", ".join(f"{name} {reference['sample_' + name]:.3f}"
+                                 for name in ("precision", "recall", "density", "coverage")))
     if summary.get("inception_fid") and summary["inception_fid"] != "computed":
         lines.append(f"  {summary['inception_fid']}")
     if summary["reconstructions_png"]:

@@ -21,7 +21,8 @@ GENERATIVE_COMPONENTS = [
     "GenerativeEvaluator", "Pusher",
 ]
 SAMPLE_METRICS = ("classifier_fd", "classifier_score", "classes_covered", "kl_to_uniform", "max_class_fraction",
-                  "data_copying_ct", "near_train_fraction")
+                  "data_copying_ct", "near_train_fraction", "sample_precision", "sample_recall", "sample_density",
+                  "sample_coverage")
 
 
 def _smoke(pipeline, root, *flags):
@@ -69,6 +70,10 @@ def test_every_component_ran_blessed_and_pushed(runs, family):
         report = json.load(f)
     assert report["inception_fid"].startswith("Inception FID skipped")
     assert report["real_images"]["num_images"] == metrics["num_real"] > 0
+    # Precision, recall and coverage are shares; every eval image (and every sample) entered them.
+    assert all(0.0 <= metrics[name] <= 1.0 for name in ("sample_precision", "sample_recall", "sample_coverage"))
+    assert metrics["prdc_num_real"] == metrics["num_real"] and metrics["prdc_num_generated"] == config.num_samples
+    assert "reference for the sample_ metrics, eval images half against half" in local_runner.format_summary(summary)
 
 
 def test_vae_reports_elbo_in_nats_and_serves_its_signatures(runs):
@@ -174,6 +179,30 @@ def test_the_collapse_flag_and_the_coverage_threshold_are_one_setting(pipeline, 
     if "classes_covered" in config.quality_targets:
         assert config.quality_targets["classes_covered"] == classes
     assert config.smoke().with_collapse_gates().thresholds == {}  # smoke configs gain no gate
+
+
+def test_threshold_flags_set_change_and_drop_blessing_bounds(tmp_path, capsys):
+    def thresholds(*flags):
+        args = cli.build_parser().parse_args(["run", "gan", "--pipeline-root", str(tmp_path), *flags])
+        return cli.config_from_args(args).thresholds
+
+    preset = thresholds()
+    assert preset["sample_coverage"] == {"min": 0.2} and preset["data_copying_ct"] == {"min": -3.0}
+    changed = thresholds("--threshold", "sample_coverage>=0.35", "--threshold", "classifier_fd <= 120",
+                         "--threshold", "data_copying_ct=off")
+    assert changed["sample_coverage"] == {"min": 0.35} and changed["classifier_fd"] == {"max": 120.0}
+    assert "data_copying_ct" not in changed and changed["classes_covered"] == preset["classes_covered"]
+    for spec, message in [
+        ("sample_coverag>=0.3", "unknown metric 'sample_coverag'"),
+        ("classifier_fd>=50", "classifier_fd is better lower, so this bound would refuse the better models; "
+                              "did you mean classifier_fd<=50?"),
+        ("sample_coverage>=most", "'most' is not a number"),
+        ("sample_coverage=0.3", "only METRIC=off drops a bound"),
+        ("sample_coverage", "expected METRIC>=VALUE, METRIC<=VALUE or METRIC=off"),
+        ("classes_covered>=5", "classes_covered is set with --min-classes"),
+    ]:
+        assert cli.main(["run", "gan", "--pipeline-root", str(tmp_path), "--threshold", spec]) == 2
+        assert message in capsys.readouterr().err, spec
 
 
 def test_the_attribute_diversity_flag_sets_the_faces_threshold(tmp_path):

@@ -11,6 +11,9 @@ HIGHER_IS_BETTER = {
     "elbo": True,
     "reconstruction_nll": False,
     "classifier_fd_improvement": True,
+    "attribute_max_gap": False,
+    "latent_knn_accuracy": True,
+    "active_units": True,
     # Style family (style_scoring): perceptual losses of the stylized held-out images, and speed.
     "total_loss": False,
     "content_loss": False,

@@ -8,7 +8,7 @@ the stock Pusher and the latest-blessed-model resolver read.
 import json
 import logging
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
 import numpy as np
@@ -59,7 +59,28 @@ SAMPLE_DEFAULTS = {
     # 20 samples it needs to count.
     "data_copying": True,
     "data_copying_cells": 20,
+    # Precision, recall, density and coverage (sample_metrics.fidelity_diversity): k of the k-NN
+    # balls, and at most this many real images and samples compared (memory grows as its square).
+    "prdc_k": sample_metrics.PRDC_NEAREST_K,
+    "prdc_max_points": sample_metrics.PRDC_MAX_POINTS,
 }
+
+
+def _sample_config(text: Optional[str]) -> Dict[str, Any]:
+    """SAMPLE_DEFAULTS overridden by the exec property's JSON; a misspelt key is an error, not a default."""
+    given = json.loads(text or "{}")
+    unknown = sorted(set(given) - set(SAMPLE_DEFAULTS))
+    if unknown:
+        raise ValueError(f"GenerativeEvaluator: unknown sample_config keys {unknown}; expected some of "
+                         f"{sorted(SAMPLE_DEFAULTS)}")
+    config = {**SAMPLE_DEFAULTS, **given}
+    k, max_points = config["prdc_k"], config["prdc_max_points"]
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"GenerativeEvaluator: sample_config prdc_k must be a positive integer, got {k!r}")
+    if not isinstance(max_points, int) or isinstance(max_points, bool) or max_points <= k:
+        raise ValueError(f"GenerativeEvaluator: sample_config prdc_max_points must be an integer above prdc_k "
+                         f"({k}), got {max_points!r}")
+    return config
 
 
 def serving_model_dir(model: types.Artifact) -> str:
@@ -171,7 +192,7 @@ class Executor(stock_evaluator.Executor):
             raise ValueError(f"GenerativeEvaluator: unknown family {family!r}; expected one of {FAMILIES}")
         variant = exec_properties.get("variant") or ""
         config = json.loads(exec_properties.get("blessing_config") or "{}")
-        sample_config = {**SAMPLE_DEFAULTS, **json.loads(exec_properties.get("sample_config") or "{}")}
+        sample_config = _sample_config(exec_properties.get("sample_config"))
         grid_examples = int(exec_properties.get("grid_examples") or 10)
 
         examples = artifact_utils.get_single_instance(input_dict["examples"])
@@ -293,7 +314,8 @@ class Executor(stock_evaluator.Executor):
                     min_attribute_diversity=float(sample_config["min_attribute_diversity"]),
                     train_pattern=split_files(examples, contract.TRAIN_SPLIT) if sample_config["data_copying"] else "",
                     data_copying_cells=min(int(sample_config["data_copying_cells"]),
-                                           max(1, int(sample_config["num_samples"]) // 50)))
+                                           max(1, int(sample_config["num_samples"]) // 50)),
+                    prdc_k=int(sample_config["prdc_k"]), prdc_max_points=int(sample_config["prdc_max_points"]))
                 | "Write" >> beam.io.WriteToText(os.path.join(tmp_dir, "rows"), shard_name_template="")
             )
         rows = read_model_rows(os.path.join(tmp_dir, "rows"))

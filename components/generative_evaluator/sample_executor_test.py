@@ -118,6 +118,31 @@ def test_replaying_the_eval_images_is_closer_than_collapse(transformed_data, set
     # The classifier's view of the real eval images is reported beside the samples' as a reference.
     assert replay["real_images"]["num_images"] == 16
     assert replay_blessing.get_int_custom_property("blessed") == 1
+    # Precision, recall, density and coverage keep fidelity and diversity apart: the collapsed
+    # generator's one image is a real one (faithful), but it covers almost none of the others.
+    r, c = replay["metrics"], collapsed["metrics"]
+    assert r["prdc_num_real"] == c["prdc_num_real"] == 16 and r["prdc_num_generated"] == 120
+    assert r["sample_precision"] == 1.0 and r["sample_coverage"] >= 15 / 16
+    # (The replay's recall is lower than its coverage: 120 draws of 16 images repeat each one about
+    # 7 times, and a sample whose k = 5 nearest samples are its own copies has a ball of radius 0.)
+    assert r["sample_recall"] > c["sample_recall"]
+    assert c["sample_precision"] == 1.0
+    assert c["sample_coverage"] <= 6 / 16 and c["sample_recall"] == 0.0
+    assert c["sample_density"] > r["sample_density"]
+    # The reference: half the eval images scored against the other half.
+    assert replay["real_images"]["prdc_num_real"] == replay["real_images"]["prdc_num_generated"] == 8
+    assert 0.0 <= replay["real_images"]["sample_coverage"] <= 1.0
+
+
+def test_a_coverage_threshold_withholds_the_blessing_and_bad_sample_config_is_named(transformed_data, setup, tmp_path):
+    report, blessing = _evaluate(transformed_data, setup, setup["collapsed"], tmp_path / "gated",
+                                 {"sample_coverage": {"min": 0.5}})
+    assert blessing.get_int_custom_property("blessed") == 0
+    assert any(reason.startswith("sample_coverage = ") for reason in report["reasons"])
+    with pytest.raises(ValueError, match=r"unknown sample_config keys \['num_sampels'\]"):
+        _evaluate(transformed_data, setup, setup["collapsed"], tmp_path / "typo", {}, num_sampels=10)
+    with pytest.raises(ValueError, match="prdc_max_points must be an integer above prdc_k"):
+        _evaluate(transformed_data, setup, setup["collapsed"], tmp_path / "small", {}, prdc_k=5, prdc_max_points=5)
 
 
 def test_the_same_model_and_seed_give_the_same_metrics(transformed_data, setup, tmp_path):

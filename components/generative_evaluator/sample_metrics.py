@@ -1,5 +1,5 @@
 """Sample-quality metrics of the GenerativeEvaluator: Fréchet distance, classifier score, mode coverage,
-attribute agreement (faces) and the data-copying test.
+attribute agreement (faces), precision, recall, density and coverage, and the data-copying test.
 
 The distance and the score are computed on the features and probabilities of the domain
 classifier trained on the labelled data, so they are reported as `classifier_fd` and
@@ -8,6 +8,8 @@ InceptionV3 weights exist as a local file; weights are never downloaded.
 
 Everything here is numpy in float64; Keras is imported only to build the Inception extractor.
 """
+import contextlib
+import io
 import logging
 import os
 from typing import Callable, Dict, Optional, Tuple
@@ -28,6 +30,10 @@ SAMPLE_METRIC_DIRECTIONS = {
     "attribute_diversity": "higher",
     "data_copying_ct": "higher",
     "near_train_fraction": "lower",
+    # Density is left out: above 1 it means samples crowd the dense regions, not better samples.
+    "sample_precision": "higher",
+    "sample_recall": "higher",
+    "sample_coverage": "higher",
 }
 # The same in the form of metrics.HIGHER_IS_BETTER, ready to merge into it.
 SAMPLE_HIGHER_IS_BETTER = {name: direction == "higher" for name, direction in SAMPLE_METRIC_DIRECTIONS.items()}
@@ -45,6 +51,11 @@ _PROBABILITY_SUM_TOLERANCE = 1e-3
 DATA_COPYING_CELLS = 20
 DATA_COPYING_MIN_PER_CELL = 20
 NEAR_TRAIN_QUANTILE = 0.05
+# Precision, recall, density and coverage (fidelity_diversity): k of the k-NN balls (Naeem et al.
+# recommend 5), and the most images compared per side (the pairwise distances grow as N^2).
+PRDC_NEAREST_K = 5
+PRDC_MAX_POINTS = 5000
+PRDC_METRICS = ("precision", "recall", "density", "coverage")
 
 
 def _features_2d(features, name: str) -> np.ndarray:
@@ -349,6 +360,68 @@ def attribute_agreement(real_probabilities, generated_probabilities, names=None,
         "attribute_rates": {name: float(rate) for name, rate in zip(names, generated_rates)},
         "real_attribute_rates": {name: float(rate) for name, rate in zip(names, real_rates)},
     }
+
+
+# ---------------------------------------------------------------------------
+# Fidelity and diversity on k-nearest-neighbour manifolds
+
+
+def canonical_subset(features, max_points: int, seed: int = 0) -> np.ndarray:
+    """At most `max_points` rows of `features`: the same rows whatever order they arrived in.
+
+    Beam hands the evaluator its batches in no fixed order; the rows are sorted first, and a
+    seeded choice is taken only when there are more than `max_points`.
+    """
+    features = _features_2d(features, "features")
+    if max_points < 1:
+        raise ValueError(f"max_points must be at least 1, got {max_points}")
+    ordered = features[np.lexsort(features.T[::-1])] if len(features) else features
+    if len(ordered) <= max_points:
+        return ordered
+    chosen = np.sort(np.random.default_rng(seed).choice(len(ordered), max_points, replace=False))
+    return ordered[chosen]
+
+
+def prdc_min_points(nearest_k: int) -> int:
+    """The fewest images a side for k-NN balls: each point's k-th neighbour among the others, and one more."""
+    return int(nearest_k) + 2
+
+
+def fidelity_diversity(real_features, generated_features, nearest_k: int = PRDC_NEAREST_K) -> Dict[str, float]:
+    """Precision, recall, density and coverage of generated samples against real images.
+
+    FD folds two failures into one number: samples unlike any real image (fidelity) and real
+    images no sample resembles (diversity). These four, computed by the paper authors' `prdc`
+    package on the domain classifier's features, keep them apart. Every real image gets a ball
+    reaching its k-th nearest real neighbour (every sample one reaching its k-th nearest sample):
+
+    - `sample_precision` (Kynkäänniemi et al. 2019): the share of samples inside some real ball;
+    - `sample_recall`: the share of real images inside some sample's ball;
+    - `sample_density` (Naeem et al. 2020): how many real balls a sample sits in, over k, averaged;
+      about 1 when samples are spread like real images, below for off-manifold samples, above
+      for samples crowding the dense regions;
+    - `sample_coverage` (Naeem et al. 2020): the share of real images whose ball holds a sample.
+      It falls when the generator drops modes, even modes within a class: the collapse that a
+      class histogram cannot see.
+
+    A generator that draws the data distribution scores near 1 on all four (coverage about
+    1 - 2^-k with as many samples as real images); a collapsed one keeps its precision and loses
+    recall and coverage. The values depend on k and on the set sizes: compare runs with the same ones.
+    """
+    import prdc
+
+    real = _features_2d(real_features, "real features")
+    generated = _features_2d(generated_features, "generated features")
+    if real.shape[1] != generated.shape[1]:
+        raise ValueError(f"real features have {real.shape[1]} dimensions, generated ones {generated.shape[1]}")
+    if not isinstance(nearest_k, (int, np.integer)) or nearest_k < 1:
+        raise ValueError(f"nearest_k must be a positive integer, got {nearest_k!r}")
+    if min(len(real), len(generated)) < prdc_min_points(nearest_k):
+        raise ValueError(f"precision, recall, density and coverage with k = {nearest_k} need at least "
+                         f"{prdc_min_points(nearest_k)} real and generated images; got {len(real)} and {len(generated)}")
+    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the set sizes
+        values = prdc.compute_prdc(real, generated, int(nearest_k))
+    return {f"sample_{name}": float(values[name]) for name in PRDC_METRICS}
 
 
 def inception_fid_status(weights_path: Optional[str]) -> Tuple[bool, str]:

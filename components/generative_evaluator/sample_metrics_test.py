@@ -279,6 +279,56 @@ def test_attribute_agreement_rejects_bad_input():
         sample_metrics.attribute_agreement(real, real, names=["Smiling"])
 
 
+def test_precision_recall_density_coverage_of_a_worked_1d_example():
+    """Real 0, 1, 2, 3 with k = 1: every real ball has radius 1. Sample 0.5 sits in the balls of 0
+    and 1, samples 10 and 11 in none: precision 1/3, density (2 + 0 + 0) / 3. Real 0 and 1 have a
+    sample within their radius, 2 and 3 do not: coverage 1/2. Sample 0.5's own ball reaches its
+    nearest sample, 10, so it holds every real image: recall 1."""
+    real = np.array([[0.0], [1.0], [2.0], [3.0]])
+    generated = np.array([[0.5], [10.0], [11.0]])
+    assert sample_metrics.fidelity_diversity(real, generated, nearest_k=1) == pytest.approx({
+        "sample_precision": 1 / 3, "sample_recall": 1.0, "sample_density": 2 / 3, "sample_coverage": 0.5})
+
+
+def test_samples_of_the_real_distribution_score_near_one_and_a_collapsed_set_loses_coverage():
+    rng = np.random.default_rng(0)
+    real, same = rng.standard_normal((800, 8)), rng.standard_normal((800, 8))
+    matched = sample_metrics.fidelity_diversity(real, same)
+    assert matched["sample_precision"] > 0.85 and matched["sample_recall"] > 0.85
+    assert matched["sample_density"] == pytest.approx(1.0, abs=0.15)
+    assert matched["sample_coverage"] == pytest.approx(1 - 2 ** -5, abs=0.03)  # Naeem et al.'s expectation
+    # Every sample a small jitter of one real image: faithful, but no diversity.
+    collapsed = sample_metrics.fidelity_diversity(real, real[:1] + 0.01 * rng.standard_normal((800, 8)))
+    assert collapsed["sample_precision"] > 0.95
+    assert collapsed["sample_recall"] < 0.02 and collapsed["sample_coverage"] < 0.02
+    assert collapsed["sample_density"] > 1.5  # all crowded into one real image's neighbourhood
+    # Samples off the real manifold: none is faithful, none covers a real image.
+    away = sample_metrics.fidelity_diversity(real, same + 20.0)
+    assert away == {"sample_precision": 0.0, "sample_recall": 0.0, "sample_density": 0.0, "sample_coverage": 0.0}
+
+
+def test_fidelity_diversity_rejects_too_few_points_and_mismatched_features():
+    rng = np.random.default_rng(1)
+    with pytest.raises(ValueError, match="at least 7 real and generated images; got 6 and 40"):
+        sample_metrics.fidelity_diversity(rng.standard_normal((6, 3)), rng.standard_normal((40, 3)))
+    with pytest.raises(ValueError, match="3 dimensions, generated ones 4"):
+        sample_metrics.fidelity_diversity(rng.standard_normal((40, 3)), rng.standard_normal((40, 4)))
+    with pytest.raises(ValueError, match="nearest_k must be a positive integer"):
+        sample_metrics.fidelity_diversity(rng.standard_normal((40, 3)), rng.standard_normal((40, 3)), nearest_k=0)
+
+
+def test_canonical_subset_picks_the_same_rows_whatever_their_order():
+    rows = np.random.default_rng(2).standard_normal((300, 4))
+    shuffled = rows[np.random.default_rng(3).permutation(300)]
+    first, second = sample_metrics.canonical_subset(rows, 100), sample_metrics.canonical_subset(shuffled, 100)
+    assert first.shape == (100, 4)
+    np.testing.assert_array_equal(first, second)
+    assert {tuple(row) for row in first} <= {tuple(row) for row in rows}
+    np.testing.assert_array_equal(np.sort(sample_metrics.canonical_subset(rows, 1000), axis=0), np.sort(rows, axis=0))
+    with pytest.raises(ValueError, match="max_points must be at least 1"):
+        sample_metrics.canonical_subset(rows, 0)
+
+
 def test_training_cells_give_each_vector_its_cell_and_the_distance_within_it():
     # Two far-apart groups of training vectors: two cells, one per group.
     train = np.array([[0.0, 0.0], [0.0, 1.0], [100.0, 0.0], [100.0, 3.0]])

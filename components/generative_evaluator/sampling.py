@@ -4,8 +4,8 @@ Real images come from the transformed eval split; generated ones from each model
 signature, one Beam element per batch with seed `seed + batch_index`, so the same model
 always yields the same samples and the work spreads over workers. Both go through the
 domain classifier (and InceptionV3 when local weights are given) and are combined per key
-into mergeable feature moments plus the classifier's probabilities; `summarize` turns one
-key's statistics into the flat metrics of sample_metrics. With a train split pattern, the
+into mergeable feature moments plus the classifier's features and probabilities; `summarize`
+turns one key's statistics into the flat metrics of sample_metrics. With a train split pattern, the
 training images' features are a side input that cuts the feature space into cells, and every
 real and generated image also gets its cell and its distance to the nearest training image
 there, for the data-copying test.
@@ -26,6 +26,7 @@ TRAIN = "train"
 INCEPTION = "inception"
 TRAIN_DISTANCES = "train_distances"
 TRAIN_CELLS = "train_cells"
+FEATURE_ROWS = "feature_rows"
 
 
 def to_unit_range(images: np.ndarray, value_range: str) -> np.ndarray:
@@ -156,14 +157,16 @@ class AddTrainDistances(beam.DoFn):
 
 
 class CombineStatistics(beam.CombineFn):
-    """Feature moments (classifier and Inception) and the probabilities of every image of a key."""
+    """Feature moments (classifier and Inception), and the classifier's features and probabilities of
+    every image of a key."""
 
     def create_accumulator(self):
         return {"features": sample_metrics.FeatureMoments(), INCEPTION: None, "probabilities": [],
-                TRAIN_DISTANCES: [], TRAIN_CELLS: []}
+                FEATURE_ROWS: [], TRAIN_DISTANCES: [], TRAIN_CELLS: []}
 
     def add_input(self, accumulator, element):
         accumulator["features"].add(element["features"])
+        accumulator[FEATURE_ROWS].append(element["features"])
         if INCEPTION in element:
             if accumulator[INCEPTION] is None:
                 accumulator[INCEPTION] = sample_metrics.FeatureMoments()
@@ -184,26 +187,49 @@ class CombineStatistics(beam.CombineFn):
                     result[INCEPTION] = sample_metrics.FeatureMoments()
                 result[INCEPTION].merge(acc[INCEPTION])
             result["probabilities"].extend(acc["probabilities"])
+            result[FEATURE_ROWS].extend(acc[FEATURE_ROWS])
             result[TRAIN_DISTANCES].extend(acc[TRAIN_DISTANCES])
             result[TRAIN_CELLS].extend(acc[TRAIN_CELLS])
         return result
 
     def extract_output(self, accumulator):
         probabilities = np.concatenate(accumulator["probabilities"]) if accumulator["probabilities"] else np.zeros((0, 0))
-        copying = {key: np.concatenate(accumulator[key]) if accumulator[key] else None
-                   for key in (TRAIN_DISTANCES, TRAIN_CELLS)}
+        rows = {key: np.concatenate(accumulator[key]) if accumulator[key] else None
+                for key in (FEATURE_ROWS, TRAIN_DISTANCES, TRAIN_CELLS)}
         return {"features": accumulator["features"], INCEPTION: accumulator[INCEPTION], "probabilities": probabilities,
-                **copying}
+                **rows}
+
+
+def fidelity_diversity(real_rows, generated_rows, nearest_k: int, max_points: int) -> Dict[str, object]:
+    """sample_metrics.fidelity_diversity on at most `max_points` rows a side, picked the same way in
+    every run; empty when a side has too few rows for k-NN balls."""
+    if (real_rows is None or generated_rows is None
+            or min(len(real_rows), len(generated_rows)) < sample_metrics.prdc_min_points(nearest_k)):
+        return {}
+    real = sample_metrics.canonical_subset(real_rows, max_points)
+    generated = sample_metrics.canonical_subset(generated_rows, max_points)
+    return {**sample_metrics.fidelity_diversity(real, generated, nearest_k),
+            "prdc_k": int(nearest_k), "prdc_num_real": len(real), "prdc_num_generated": len(generated)}
+
+
+def real_halves(real_rows, max_points: int, seed: int = 0):
+    """The real images' features in two halves of a seeded shuffle (each at most max_points rows)."""
+    rows = sample_metrics.canonical_subset(real_rows, 2 * max_points, seed)
+    shuffled = rows[np.random.default_rng(seed).permutation(len(rows))]
+    middle = len(shuffled) // 2
+    return shuffled[:middle], shuffled[middle:2 * middle]
 
 
 def summarize(stats, real_stats, num_classes: int, min_fraction: float, min_classes: Optional[int],
               score_splits: int, task: str = "classes", attribute_names=None,
-              min_attribute_diversity: float = 0.5) -> Dict[str, object]:
+              min_attribute_diversity: float = 0.5, prdc_k: int = sample_metrics.PRDC_NEAREST_K,
+              prdc_max_points: int = sample_metrics.PRDC_MAX_POINTS) -> Dict[str, object]:
     """Flat sample metrics of one key's statistics against the real eval images' statistics.
 
     Task "classes": classifier score and mode coverage from the class probabilities.
     Task "attributes": attribute rates and diversity against the real images' (see
-    sample_metrics.attribute_agreement). Classifier-FD (and Inception FID) in both.
+    sample_metrics.attribute_agreement). Classifier-FD, precision, recall, density and coverage
+    (and Inception FID, and the data-copying test) in both.
     """
     probabilities = stats["probabilities"]
     result = {
@@ -229,6 +255,7 @@ def summarize(stats, real_stats, num_classes: int, min_fraction: float, min_clas
             "class_histogram": coverage["class_histogram"],
             "collapsed": coverage["collapsed"],
         })
+    result.update(fidelity_diversity(real_stats.get(FEATURE_ROWS), stats.get(FEATURE_ROWS), prdc_k, prdc_max_points))
     if stats.get(INCEPTION) is not None and real_stats.get(INCEPTION) is not None:
         result["inception_fid"] = sample_metrics.frechet_distance_from_moments(real_stats[INCEPTION], stats[INCEPTION])
     if stats.get(TRAIN_DISTANCES) is not None and real_stats.get(TRAIN_DISTANCES) is not None:
@@ -239,10 +266,16 @@ def summarize(stats, real_stats, num_classes: int, min_fraction: float, min_clas
 
 
 def real_summary(real_stats, num_classes: int, min_fraction: float, score_splits: int, task: str = "classes",
-                 attribute_names=None) -> Dict[str, object]:
-    """The classifier's view of the real eval images: the reference for score and coverage (or attribute rates)."""
+                 attribute_names=None, prdc_k: int = sample_metrics.PRDC_NEAREST_K,
+                 prdc_max_points: int = sample_metrics.PRDC_MAX_POINTS) -> Dict[str, object]:
+    """The classifier's view of the real eval images: the reference for score and coverage (or attribute
+    rates), and for precision, recall, density and coverage: one half of the eval images scored as
+    samples against the other half, what a generator of the data distribution gets at that size."""
     probabilities = real_stats["probabilities"]
     result = {"num_images": int(real_stats["features"].count)}
+    if real_stats.get(FEATURE_ROWS) is not None:
+        result.update(fidelity_diversity(*real_halves(real_stats[FEATURE_ROWS], prdc_max_points),
+                                         prdc_k, prdc_max_points))
     if real_stats.get(TRAIN_DISTANCES) is not None:
         result["train_distance_median"] = float(np.median(real_stats[TRAIN_DISTANCES]))
     if task == "attributes":
@@ -265,8 +298,10 @@ class SampleStatistics(beam.PTransform):
                  classifier_uri: str, num_samples: int, batch_size: int, seed: int, num_classes: int,
                  min_fraction: float, min_classes: Optional[int], score_splits: int, inception_weights: str = "",
                  task: str = "classes", attribute_names=None, min_attribute_diversity: float = 0.5,
-                 train_pattern: str = "", data_copying_cells: int = sample_metrics.DATA_COPYING_CELLS):
+                 train_pattern: str = "", data_copying_cells: int = sample_metrics.DATA_COPYING_CELLS,
+                 prdc_k: int = sample_metrics.PRDC_NEAREST_K, prdc_max_points: int = sample_metrics.PRDC_MAX_POINTS):
         super().__init__()
+        self._prdc = (int(prdc_k), int(prdc_max_points))
         self._train_pattern = train_pattern
         self._data_copying_cells = data_copying_cells
         self._task = task
@@ -320,15 +355,17 @@ class SampleStatistics(beam.PTransform):
         num_classes, min_fraction, min_classes, splits = (
             self._num_classes, self._min_fraction, self._min_classes, self._score_splits)
         task, names, min_diversity = self._task, self._attribute_names, self._min_attribute_diversity
+        prdc_k, prdc_max_points = self._prdc
         model_rows = (
             stats
             | "ModelsOnly" >> beam.Filter(lambda kv: kv[0] != REAL)
             | "Summarize" >> beam.Map(
                 lambda kv, real_value: to_json({"model": kv[0], "metrics": summarize(
-                    kv[1], real_value, num_classes, min_fraction, min_classes, splits, task, names, min_diversity)}),
+                    kv[1], real_value, num_classes, min_fraction, min_classes, splits, task, names, min_diversity,
+                    prdc_k, prdc_max_points)}),
                 real_value=beam.pvalue.AsSingleton(real_stats))
         )
         real_row = real_stats | "SummarizeReal" >> beam.Map(
             lambda value: to_json({"model": REAL, "metrics": real_summary(
-                value, num_classes, min_fraction, splits, task, names)}))
+                value, num_classes, min_fraction, splits, task, names, prdc_k, prdc_max_points)}))
         return (model_rows, real_row) | "Rows" >> beam.Flatten()
