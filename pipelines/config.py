@@ -394,10 +394,6 @@ GAN_TRAIN_STEPS = 3000  # dcgan at batch 64: 10 of 10 classes covered on the emb
 STYLE_TRAIN_STEPS = 4000  # Johnson et al.: 40,000 steps of 4 on COCO; a few thousand already transfer a style
 FACES_TRAIN_STEPS = 6400  # 5 epochs of CelebA's 162,770 training faces at batch 128 (a GPU run)
 
-# Settings that differ by variant, applied over the pipeline's preset before command-line flags.
-# The course's dense GAN needs a higher learning rate and more steps and covers fewer classes
-# reliably (measured: 10 classes at 5,000 steps, 6 after 10,000): 8 of 10 classes count as not
-# collapsed (its classes_covered threshold follows, RunConfig.with_collapse_gates).
 _THRESHOLD_FORMS = {">=": "min", "<=": "max"}
 # Set by --min-classes and --min-attribute-diversity (RunConfig.with_collapse_gates), not by --threshold.
 _GATE_FLAGS = {"classes_covered": "--min-classes", "attribute_diversity": "--min-attribute-diversity"}
@@ -444,6 +440,10 @@ def apply_thresholds(thresholds: Dict[str, Dict[str, float]], specs) -> Dict[str
     return result
 
 
+# Settings that differ by variant, applied over the pipeline's preset before command-line flags.
+# The course's dense GAN needs a higher learning rate and more steps and covers fewer classes
+# reliably (measured: 10 classes at 5,000 steps, 6 after 10,000): 8 of 10 classes count as not
+# collapsed (its classes_covered threshold follows, RunConfig.with_collapse_gates).
 VARIANT_DEFAULTS = {
     ("gan", "dense"): {"learning_rate": 1e-3, "train_steps": 5000, "batch_size": 128, "min_classes": 8},
 }

@@ -508,6 +508,12 @@ def image_grid(rows: Sequence[np.ndarray], value_range=(0.0, 1.0)) -> np.ndarray
     return np.round(grid * 255.0).astype(np.uint8)
 
 
+def grid_rows(images: np.ndarray, per_row: int) -> List[np.ndarray]:
+    """Images [N, ...] in rows of `per_row` for image_grid; an incomplete last row is left out
+    unless it is the only one."""
+    return [images[i:i + per_row] for i in range(0, len(images) - per_row + 1, per_row)] or [images]
+
+
 def write_png(path: str, grid: np.ndarray) -> str:
     tf.io.gfile.makedirs(os.path.dirname(path))
     tf.io.write_file(path, tf.io.encode_png(grid))

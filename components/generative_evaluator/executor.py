@@ -351,9 +351,7 @@ class Executor(stock_evaluator.Executor):
         sample = signatures[sig.SAMPLE]
         images = sample(**{sig.NUM_INPUT: tf.constant(count, tf.int32),
                            sig.SEED_INPUT: tf.constant(seed, tf.int32)})[sig.IMAGES_OUTPUT].numpy()
-        per_row = 8
-        rows = [images[i:i + per_row] for i in range(0, len(images) - per_row + 1, per_row)] or [images]
-        training.write_png(path, training.image_grid(rows))
+        training.write_png(path, training.image_grid(training.grid_rows(images, 8)))
 
     @staticmethod
     def _write_interpolations(signatures, seed, path, rows: int = 8, steps: int = 10):
@@ -367,7 +365,7 @@ class Executor(stock_evaluator.Executor):
         latent_dim = int(generate.structured_input_signature[1][sig.LATENT_INPUT].shape[-1])
         latents = sampling.interpolation_latents(latent_dim, seed, rows, steps)
         images = generate(**{sig.LATENT_INPUT: tf.constant(latents)})[sig.IMAGES_OUTPUT].numpy()
-        return training.write_png(path, training.image_grid([images[i:i + steps] for i in range(0, len(images), steps)]))
+        return training.write_png(path, training.image_grid(training.grid_rows(images, steps)))
 
     def _score(self, pattern, model_dirs, feature_spec, input_key) -> Dict[str, Dict[str, float]]:
         tmp_dir = os.path.join(self._get_tmp_dir(), "scores")

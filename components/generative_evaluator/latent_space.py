@@ -178,8 +178,7 @@ def write_manifold(path: str, decode, plane: Dict[str, np.ndarray], size: int = 
     latents = tf.constant(manifold_latents(plane, size), tf.float32)
     images = decode(**{sig.LATENT_INPUT: latents})[sig.RECONSTRUCTION_OUTPUT].numpy()
     per_row = size if len(plane["axes"]) > 1 else len(images)
-    rows = [images[i:i + per_row] for i in range(0, len(images), per_row)]
-    return training.write_png(path, training.image_grid(rows))
+    return training.write_png(path, training.image_grid(training.grid_rows(images, per_row)))
 
 
 def evaluate(model_dirs: Dict[str, str], candidate: str, pattern: str, feature_spec, out_dir: Optional[str],

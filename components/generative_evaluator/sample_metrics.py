@@ -366,16 +366,21 @@ def attribute_agreement(real_probabilities, generated_probabilities, names=None,
 # Fidelity and diversity on k-nearest-neighbour manifolds
 
 
+def sorted_rows(features, name: str) -> np.ndarray:
+    """The rows of a [N, D] array in lexicographic order: a fixed order, whatever order the batches came in."""
+    features = _features_2d(features, name)
+    return features[np.lexsort(features.T[::-1])] if len(features) else features
+
+
 def canonical_subset(features, max_points: int, seed: int = 0) -> np.ndarray:
     """At most `max_points` rows of `features`: the same rows whatever order they arrived in.
 
     Beam hands the evaluator its batches in no fixed order; the rows are sorted first, and a
     seeded choice is taken only when there are more than `max_points`.
     """
-    features = _features_2d(features, "features")
     if max_points < 1:
         raise ValueError(f"max_points must be at least 1, got {max_points}")
-    ordered = features[np.lexsort(features.T[::-1])] if len(features) else features
+    ordered = sorted_rows(features, "features")
     if len(ordered) <= max_points:
         return ordered
     chosen = np.sort(np.random.default_rng(seed).choice(len(ordered), max_points, replace=False))
@@ -516,10 +521,9 @@ class TrainingCells:
         from sklearn.cluster import KMeans
         from sklearn.neighbors import NearestNeighbors
 
-        train = _features_2d(train_features, "training features")
+        train = sorted_rows(train_features, "training features")
         if not len(train):
             raise ValueError("the data-copying test needs at least one training image")
-        train = train[np.lexsort(train.T[::-1])]  # a fixed order, whatever order the batches came in
         self.num_cells = max(1, min(int(num_cells), len(np.unique(train, axis=0))))
         self._kmeans = KMeans(n_clusters=self.num_cells, n_init=1, random_state=seed).fit(train)
         cells = self._kmeans.labels_

@@ -157,15 +157,13 @@ class AddTrainDistances(beam.DoFn):
 
 
 class CombineStatistics(beam.CombineFn):
-    """Feature moments (classifier and Inception), and the classifier's features and probabilities of
-    every image of a key."""
+    """The classifier's features and probabilities of every image of a key, their feature moments,
+    and Inception feature moments."""
 
     def create_accumulator(self):
-        return {"features": sample_metrics.FeatureMoments(), INCEPTION: None, "probabilities": [],
-                FEATURE_ROWS: [], TRAIN_DISTANCES: [], TRAIN_CELLS: []}
+        return {INCEPTION: None, "probabilities": [], FEATURE_ROWS: [], TRAIN_DISTANCES: [], TRAIN_CELLS: []}
 
     def add_input(self, accumulator, element):
-        accumulator["features"].add(element["features"])
         accumulator[FEATURE_ROWS].append(element["features"])
         if INCEPTION in element:
             if accumulator[INCEPTION] is None:
@@ -180,8 +178,6 @@ class CombineStatistics(beam.CombineFn):
     def merge_accumulators(self, accumulators):
         result = self.create_accumulator()
         for acc in accumulators:
-            if acc["features"].count:
-                result["features"].merge(acc["features"])
             if acc[INCEPTION] is not None:
                 if result[INCEPTION] is None:
                     result[INCEPTION] = sample_metrics.FeatureMoments()
@@ -196,8 +192,10 @@ class CombineStatistics(beam.CombineFn):
         probabilities = np.concatenate(accumulator["probabilities"]) if accumulator["probabilities"] else np.zeros((0, 0))
         rows = {key: np.concatenate(accumulator[key]) if accumulator[key] else None
                 for key in (FEATURE_ROWS, TRAIN_DISTANCES, TRAIN_CELLS)}
-        return {"features": accumulator["features"], INCEPTION: accumulator[INCEPTION], "probabilities": probabilities,
-                **rows}
+        moments = sample_metrics.FeatureMoments()  # of the rows kept anyway for precision, recall and the rest
+        if rows[FEATURE_ROWS] is not None:
+            moments.add(rows[FEATURE_ROWS])
+        return {"features": moments, INCEPTION: accumulator[INCEPTION], "probabilities": probabilities, **rows}
 
 
 def fidelity_diversity(real_rows, generated_rows, nearest_k: int, max_points: int) -> Dict[str, object]:
