@@ -21,6 +21,26 @@ PIPELINES = {
 }
 
 
+# Flags that only some pipelines read: given to another, they are an error rather than ignored.
+PIPELINE_FLAGS = {
+    "noise_factor": ("denoise",),
+    "latent_dim": ("vae", "gan", "faces"),
+    "num_samples": ("vae", "gan", "faces"),
+    "min_classes": ("vae", "gan"),
+    "classifier_seed": ("vae", "gan", "faces"),
+    "inception_weights": ("vae", "gan", "faces"),
+    "crop": ("faces",),
+    "max_reject_fraction": ("faces", "style"),
+    "direct_running_mode": ("faces", "style"),
+    "min_attribute_diversity": ("faces",),
+    "tfds_download": ("faces",),
+    "style_image": ("style",),
+    "vgg_weights": ("style",),
+    "image_size": ("style",),
+    "gatys_steps": ("style",),
+}
+
+
 def _load(target: str):
     module_name, function = target.split(":")
     module = __import__(module_name, fromlist=[function])
@@ -48,8 +68,8 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-examples-per-split", type=int, help="keep only the first N examples of each split")
     parser.add_argument("--mixed-precision", choices=["", "auto", "mixed_float16", "mixed_bfloat16"])
     parser.add_argument("--strategy", choices=["auto", "tpu", "mirrored", "one_device", "default"])
-    generative = parser.add_argument_group("generative families (vae, gan)")
-    generative.add_argument("--latent-dim", type=int, help="latent size (default: vae 2, gan 32)")
+    generative = parser.add_argument_group("generative families (vae, gan, faces)")
+    generative.add_argument("--latent-dim", type=int, help="latent size (default: vae 2, gan 32, faces 128)")
     generative.add_argument("--num-samples", type=int,
                             help="generated images scored per model for classifier-FD and coverage (default 2000)")
     generative.add_argument("--min-classes", type=int,
@@ -58,13 +78,19 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     generative.add_argument("--inception-weights",
                             help="local InceptionV3 no-top weights file: adds Inception FID (never downloaded)")
     generative.add_argument("--kl-weight", type=float, help="vae: weight of the KL term in the training loss")
-    generative.add_argument("--label-smoothing", type=float, help="gan: one-sided label smoothing of real targets")
+    generative.add_argument("--label-smoothing", type=float,
+                            help="gan: one-sided label smoothing, real targets 1 - S, S in [0, 0.5) (default 0.1; "
+                                 "faces 0)")
     generative.add_argument("--d-steps", type=int, help="gan: discriminator steps per generator step")
     generative.add_argument("--stop-on-collapse", action="store_const", const=True,
                             help="gan, faces, vae: stop training when the Trainer's collapse alarm goes off "
                                  "(mode collapse of a GAN, posterior collapse of a VAE; always measured and "
                                  "reported); the evaluator still judges the model")
-    generative.add_argument("--adam-beta-1", type=float, help="gan: Adam beta_1 of both optimizers")
+    generative.add_argument("--adam-beta-1", type=float, help="gan: Adam beta_1 of both optimizers (default 0.5)")
+    generative.add_argument("--adam-beta-2", type=float, help="gan: Adam beta_2 of both optimizers (default 0.999)")
+    generative.add_argument("--classifier-seed", type=int,
+                            help="seed of the domain classifier (default 0). Not --seed, so that runs with different "
+                                 "seeds reuse one classifier and their distances stay comparable")
     style = parser.add_argument_group("style (fast style transfer)")
     style.add_argument("--style-image", help="the style image the network learns (JPEG or PNG); required")
     style.add_argument("--vgg-weights",
@@ -77,13 +103,16 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     style.add_argument("--content-weight", type=float, help="style: weight of the content loss (default 1e-2)")
     style.add_argument("--style-weight", type=float, help="style: weight of the style loss (default 2e-2)")
     style.add_argument("--tv-weight", type=float, help="style: weight of the total-variation loss (default 2)")
-    faces = parser.add_argument_group("faces (CelebA)")
+    faces = parser.add_argument_group("faces (CelebA); --max-reject-fraction and --direct-running-mode also style")
     faces.add_argument("--crop", choices=config_lib.CROPS,
                        help="face: square crop centred on the landmarks (default); center: the course's 128 crop")
     faces.add_argument("--max-reject-fraction", type=float,
                        help="fail when more source images than this are rejected (default 0.05)")
     faces.add_argument("--direct-running-mode", choices=config_lib.DIRECT_RUNNING_MODES,
                        help="local Beam DirectRunner mode of the CelebA ExampleGen (default multi_processing)")
+    faces.add_argument("--tfds-download", action="store_const", const=True,
+                       help="when --data-dir holds no CelebA, let TFDS download and prepare celeb_a there "
+                            "(needs a network; the files layout needs no download)")
     faces.add_argument("--min-attribute-diversity", type=float,
                        help="generated faces whose attributes vary less than this fraction of real faces' "
                             "count as collapsed (default 0.5)")
@@ -185,23 +214,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser(
         "predict", help="ask a model served by TF Serving (gRPC, or REST with --rest) for images; write PNGs",
-        description="Sends image files, or --num/--seed for sample signatures, to a model served by TF Serving "
-                    "and writes every output image as PNG. The request follows the signature's inputs as the "
-                    "server's model metadata lists them: num and seed -> --num/--seed; a string input -> the "
-                    "files' encoded bytes; a float images input [N, H, W, C] -> the files decoded to [0, 1].")
+        description="Sends image files, --num/--seed for sample or latent signatures, or --latent FILE.npy for "
+                    "latent signatures to a model served by TF Serving and writes every output image as PNG. The "
+                    "request follows the signature's inputs as the server's model metadata lists them: num and "
+                    "seed -> --num/--seed, drawn by the server; float latent points (generate, decode) -> N points "
+                    "drawn here with numpy's Generator(PCG64(seed)).standard_normal, or the points of --latent; a "
+                    "string input -> the files' encoded bytes; a float images input [N, H, W, C] -> the files "
+                    "decoded to [0, 1].")
     predict.add_argument("inputs", nargs="*", metavar="INPUT", help="image files (JPEG, PNG, GIF or BMP)")
     predict.add_argument("--server", required=True,
                          help="HOST:PORT of TF Serving's gRPC port (8500), or with --rest its REST port (8501)")
     predict.add_argument("--rest", action="store_true", help="use TF Serving's REST API instead of gRPC")
     predict.add_argument("--model", required=True, help="the served model name (the Pusher's model folder)")
     predict.add_argument("--signature", default="serving_default",
-                         help="signature to call, e.g. sample, generate, stylize, stylize_bytes, reconstruct "
-                              "(default serving_default)")
+                         help="signature to call, e.g. sample, generate, decode, stylize, stylize_bytes, "
+                              "reconstruct (default serving_default)")
     predict.add_argument("--version", type=int, help="model version (default: the latest the server has)")
-    predict.add_argument("--num", type=int, help="sample signatures: number of images to draw (default 1)")
-    predict.add_argument("--seed", type=int, help="sample signatures: seed of the draw (default 0)")
-    predict.add_argument("--input-name", help="the input the image files feed, when the signature has several")
-    predict.add_argument("--batch-size", type=int, default=64, help="images per request (default 64)")
+    predict.add_argument("--num", type=int,
+                         help="sample and latent signatures: number of images (latent points) to draw (default 1)")
+    predict.add_argument("--seed", type=int,
+                         help="sample and latent signatures: seed of the draw (default 0; >= 0 for latent points)")
+    predict.add_argument("--latent", metavar="FILE.npy",
+                         help="latent signatures (generate, decode): float latent points [N, ...] as the input takes "
+                              "them, or one point without the batch axis (what encode writes)")
+    predict.add_argument("--input-name",
+                         help="the input the image files or latent points feed, when the signature has several")
+    predict.add_argument("--batch-size", type=int, default=64,
+                         help="images or latent points per request (default 64)")
     predict.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
     predict.add_argument("--retries", type=int, default=3,
                          help="retries with exponential backoff when the server is unavailable (default 3)")
@@ -219,7 +258,10 @@ def config_from_args(args) -> config_lib.RunConfig:
     preset = config_lib.presets()[args.pipeline]
     variants = config_lib.VARIANTS[args.pipeline]
     if args.variant and args.variant not in variants:
-        raise ValueError(f"--variant {args.variant!r} is not a variant of {args.pipeline}; expected one of {variants}")
+        owners = [name for name, known in config_lib.VARIANTS.items() if args.variant in known]
+        hint = f" ({args.variant} is the {owners[0]} pipeline's: genpipe {args.command} {owners[0]})" if owners else ""
+        raise ValueError(f"--variant {args.variant!r} is not a variant of {args.pipeline}; expected one of "
+                         f"{variants}{hint}")
     overrides = {
         "variant": args.variant,
         "dataset": args.dataset,
@@ -240,11 +282,13 @@ def config_from_args(args) -> config_lib.RunConfig:
         "latent_dim": args.latent_dim,
         "num_samples": args.num_samples,
         "min_classes": args.min_classes,
+        "classifier_seed": args.classifier_seed,
         "inception_weights": args.inception_weights,
         "crop": args.crop,
         "max_reject_fraction": args.max_reject_fraction,
         "direct_running_mode": args.direct_running_mode,
         "min_attribute_diversity": args.min_attribute_diversity,
+        "tfds_download": args.tfds_download,
         "style_image": args.style_image,
         "vgg_weights": args.vgg_weights,
         "image_size": args.image_size,
@@ -257,6 +301,9 @@ def config_from_args(args) -> config_lib.RunConfig:
         "accelerator_type": args.accelerator_type,
         "accelerator_count": args.accelerator_count,
     }
+    for key, pipelines in PIPELINE_FLAGS.items():
+        if overrides[key] is not None and args.pipeline not in pipelines:
+            raise ValueError(f"--{key.replace('_', '-')} applies to {', '.join(pipelines)}, not {args.pipeline}")
     variant = args.variant or preset.variant
     preset = dataclasses.replace(preset, **config_lib.VARIANT_DEFAULTS.get((args.pipeline, variant), {}))
     config = dataclasses.replace(preset, **{k: v for k, v in overrides.items() if v is not None})
@@ -265,6 +312,7 @@ def config_from_args(args) -> config_lib.RunConfig:
         "label_smoothing": (args.label_smoothing, ("gan",)),
         "d_steps": (args.d_steps, ("gan",)),
         "adam_beta_1": (args.adam_beta_1, ("gan",)),
+        "adam_beta_2": (args.adam_beta_2, ("gan",)),
         "stop_on_collapse": (args.stop_on_collapse, ("gan", "vae")),
         "content_weight": (args.content_weight, ("style",)),
         "style_weight": (args.style_weight, ("style",)),

@@ -102,6 +102,7 @@ def example_gen(config: RunConfig) -> object:
         max_examples_per_split=config.max_examples_per_split,
         max_reject_fraction=config.max_reject_fraction,
         input_fingerprint=input_fingerprint(config),
+        download=config.tfds_download,
     )
     return _local_beam(config, component)
 
@@ -242,11 +243,11 @@ def domain_classifier(config: RunConfig, data: DataComponents) -> List[object]:
     from pipelines.resolvers import LatestDomainClassifierStrategy
 
     classifier_config = classifier_model.ClassifierConfig(
-        train_steps=config.classifier_train_steps, seed=config.seed, **classifier_task(config))
+        train_steps=config.classifier_train_steps, seed=config.classifier_seed, **classifier_task(config))
     settings = dict(
         train_steps=config.classifier_train_steps,
         min_accuracy=config.classifier_min_accuracy,
-        seed=config.seed,
+        seed=config.classifier_seed,
         dataset=config.dataset,
         **classifier_task(config),
     )

@@ -58,6 +58,8 @@ class RunConfig:
     num_samples: int = 2000  # generated images per model for classifier-FD, score and mode coverage
     min_classes: int = 0  # classes holding >= 2% of samples for them not to count as collapsed; 0: 9 of 10
     classifier_train_steps: int = 1500
+    # Not --seed: runs with different seeds then share one classifier, so their distances stay comparable.
+    classifier_seed: int = 0
     classifier_min_accuracy: float = -1.0  # -1: the dataset's requirement (CLASSIFIER_MIN_ACCURACY)
     inception_weights: str = ""  # local InceptionV3 no-top weights; Inception FID only when given
     # CelebA faces.
@@ -65,6 +67,7 @@ class RunConfig:
     max_reject_fraction: float = 0.05  # more rejected source images than this fails the ExampleGen
     direct_running_mode: str = "multi_processing"  # the CelebA ExampleGen's local Beam DirectRunner mode
     min_attribute_diversity: float = 0.5  # generated faces varying less than this (vs real) count as collapsed
+    tfds_download: bool = False  # nothing in data_dir: TFDS downloads and prepares celeb_a there (needs a network)
     # Style transfer.
     style_image: str = ""  # the style image the fast network learns (JPEG or PNG)
     vgg_weights: str = "imagenet"  # VGG19 no-top weights: a local file, or "imagenet" (downloaded by Keras)
@@ -155,6 +158,15 @@ class RunConfig:
         if not config.pipeline_root:
             raise ValueError("genpipe compile needs --pipeline-root URI (e.g. gs://BUCKET/genpipe): Kubeflow and "
                              "Vertex AI write every artifact under it")
+        locations = {"--pipeline-root": config.pipeline_root, "--serving-dir": config.serving_dir,
+                     "--data-dir": config.data_dir, "--style-image": config.style_image,
+                     "--inception-weights": config.inception_weights,
+                     "--vgg-weights": "" if config.vgg_weights in VGG_WEIGHT_NAMES else config.vgg_weights}
+        for flag, location in locations.items():
+            if location and "://" not in location and not os.path.isabs(location):
+                raise ValueError(f"{flag} {location} is a path relative to this machine's directory, which the "
+                                 "pipeline's containers do not have: give a URI they read (e.g. gs://BUCKET/...) "
+                                 "or an absolute path inside the container (e.g. /gcs/BUCKET/... on Vertex AI)")
         config.pipeline_root = config.pipeline_root.rstrip("/")
         config.serving_dir = (config.serving_dir or f"{config.pipeline_root}/serving").rstrip("/")
         if config.classifier_min_accuracy < 0:
@@ -173,7 +185,7 @@ class RunConfig:
                              f"the face generator ({', '.join(FACE_VARIANTS)}) trains on {CELEBA} and only on it")
         if self.dataset == CELEBA and not self.data_dir and check_files:
             raise ValueError("the faces pipeline needs --data-dir DIR: a folder with img_align_celeba/*.jpg, "
-                             "list_landmarks_align_celeba.txt, list_eval_partition.txt (and list_attr_celeba.txt), "
+                             "list_landmarks_align_celeba.txt, list_eval_partition.txt and list_attr_celeba.txt, "
                              "or a TFDS data dir with a prepared celeb_a (CelebA cannot be downloaded here)")
         if (self.pipeline == "style") != (self.dataset == IMAGE_FOLDER):
             raise ValueError(f"--dataset {self.dataset} does not fit {self.pipeline}: the style pipeline trains on a "
@@ -224,9 +236,10 @@ class RunConfig:
             raise ValueError(f"classifier_train_steps must be >= 1, got {self.classifier_train_steps}")
         checks = {
             "kl_weight": (lambda v: v >= 0, ">= 0 (0 trains a plain autoencoder)"),
-            "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+            "label_smoothing": (lambda v: 0 <= v < 0.5, "in [0, 0.5) (real targets 1 - s stay above the fakes' 0)"),
             "d_steps": (lambda v: int(v) == v and v >= 1, "a whole number >= 1"),
             "adam_beta_1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+            "adam_beta_2": (lambda v: 0 <= v < 1, "in [0, 1)"),
             "content_weight": (lambda v: v >= 0, ">= 0"),
             "style_weight": (lambda v: v >= 0, ">= 0"),
             "tv_weight": (lambda v: v >= 0, ">= 0"),
@@ -237,6 +250,24 @@ class RunConfig:
         if check_files and self.inception_weights and not os.path.isfile(self.inception_weights):
             raise ValueError(f"--inception-weights {self.inception_weights} is not a file (InceptionV3 no-top "
                              "weights, .h5 or .keras)")
+        if check_files and self.dataset == CELEBA:
+            self._check_celeba_input()
+
+    def _check_celeba_input(self) -> None:
+        """Before anything runs: data_dir holds CelebA with the attributes the evaluator's classifier learns.
+
+        The ExampleGen itself accepts a folder without list_attr_celeba.txt (its examples then carry
+        no attributes), but the faces pipeline scores generated faces with a classifier of those 40
+        attributes, which would fail only after the data was processed and the generator trained.
+        """
+        from components.celeba_example_gen import sources
+
+        source = sources.resolve_source(self.data_dir, download=self.tfds_download)
+        if source.kind == sources.FILES_SOURCE and not source.has_attributes:
+            raise ValueError(
+                f"the faces pipeline needs {os.path.join(self.data_dir, sources.ATTRIBUTES_FILE)}: its evaluator "
+                f"scores generated faces with a classifier trained on CelebA's 40 attributes (attribute-classifier "
+                f"FD, attribute rates and diversity). {sources.layout_help(self.data_dir)}")
 
     def _validate_cloud_training(self) -> None:
         accelerator = self.accelerator_type or self.machine_type or self.accelerator_count

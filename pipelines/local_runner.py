@@ -22,6 +22,8 @@ from pipelines.config import RunConfig
 _RUNNING = re.compile(r"Component (\S+) is running\.")
 _FINISHED = re.compile(r"Component (\S+) is finished\.")
 _CACHED = re.compile(r"A cached execution (\d+) is used\.")
+# Classifier-FD from fewer generated images than this (the evaluator's default) is biased upward.
+RECOMMENDED_SAMPLES = 2000
 STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}  # COMPLETE, CACHED, FAILED, ...
 _ALARM = re.compile(r"((mode|posterior)-collapse alarm .*|stop_on_collapse: .*)")  # trainer_modules/collapse.py, shown as it happens
 
@@ -83,12 +85,14 @@ def run_pipeline(config: RunConfig, create_pipeline: Callable, out=None,
                  wait_for_lock: Optional[float] = None) -> dict:
     """Runs the pipeline; returns the summary (also written to the pipeline root).
 
-    The whole run holds the lock of its ML Metadata store (pipelines/run_lock.py): while another
-    run holds it, this one raises run_lock.RunLockError before touching the store or the pipeline
-    root, or with `wait_for_lock` seconds (math.inf: no limit) waits for it first.
+    The whole run holds the locks of its ML Metadata store and its pipeline root
+    (pipelines/run_lock.py): while another run holds either, this one raises run_lock.RunLockError
+    before touching the store or the pipeline's artifacts, or with `wait_for_lock` seconds
+    (math.inf: no limit) waits for it first.
     """
     out = out or sys.stdout
-    with run_lock.hold(config.metadata_path, config.pipeline_name, wait_seconds=wait_for_lock, out=out):
+    with run_lock.hold_run(config.metadata_path, config.pipeline_root, config.pipeline_name,
+                           wait_seconds=wait_for_lock, out=out):
         return _run_holding_lock(config, create_pipeline, out)
 
 
@@ -361,6 +365,10 @@ def format_summary(summary: dict) -> str:
         trust = "trustworthy" if classifier.get("trustworthy") else "NOT trustworthy"
         lines.append(f"  domain classifier: eval accuracy {classifier.get('test_accuracy', float('nan')):.4f} "
                      f"(needs {classifier.get('min_accuracy')}; {trust})")
+    generated = (summary["metrics"] or {}).get("num_generated")
+    if generated is not None and generated < RECOMMENDED_SAMPLES:
+        lines.append(f"  note: classifier-FD from {generated} generated images (fewer than {RECOMMENDED_SAMPLES:,}) "
+                     "is biased upward; compare it only between runs with the same --num-samples")
     reference = summary.get("real_images") or {}
     if "sample_coverage" in reference:
         lines.append("  reference for the sample_ metrics, eval images half against half ("

@@ -2,17 +2,26 @@
 
 Which request is sent follows the signature the user names, as the server describes it (model metadata):
 
-- `--num N [--seed S]`: signatures taking the int32 scalars `num` and `seed` (`sample` of the vae and gan,
-  and the gan's `serving_default`): N images drawn with seed S (default 0).
+- `--num N [--seed S]`, signature taking the int32 scalars `num` and `seed` (`sample` of the vae and gan,
+  and the gan's `serving_default`): the server draws N images with seed S (default 0).
+- `--num N [--seed S]`, signature taking float latent points (`generate` of the vae and gan, `decode` of the
+  autoencoder and vae): N points drawn here from a standard normal shaped like the input ([N, d], or
+  [N, 7, 7, 256] for the conv autoencoder's `decode`) with
+  `np.random.Generator(np.random.PCG64(S)).standard_normal((N, *point_shape))` cast to the input's dtype,
+  so the same seed gives the same points and images (not the points `sample` draws with the same seed).
+- `--latent FILE.npy`, a latent signature: the float points in the file, [N, ...] as the input takes them
+  (or one point without the batch axis, as `encode` writes them).
 - INPUT files, signature with a string input (`serving_default` of the autoencoder, vae and style models,
   `stylize_bytes`): the files' encoded bytes as they are (JPEG/PNG).
 - INPUT files, signature with a float `images` input [N, H, W, C] (`stylize`, `reconstruct`, `encode`,
   `elbo`): the files decoded to float [0, 1] with C channels; H and W must match when the signature fixes them.
 - `--input-name` picks the input when a signature has several.
 
-Files are sent in batches of --batch-size along the first axis; files of different sizes go in different
-requests. Every float output of rank 4 (images in [0, 1]) is written as `<stem>-<output>.png`, other
-outputs (latent, mu, elbo...) as `<stem>-<output>.npy`; a sample's stem is `sample-s<seed>-<index>`.
+Files and latent points are sent in batches of --batch-size along the first axis (all points are drawn
+before the first request, so the batch size does not change them); files of different sizes go in
+different requests. Every float output of rank 4 (images in [0, 1]) is written as `<stem>-<output>.png`,
+other outputs (latent, mu, elbo...) as `<stem>-<output>.npy`; a sample's stem is `sample-s<seed>-<index>`,
+a latent draw's `latent-s<seed>-<index>` and a latent file's `<file stem>-<index>`.
 When the signature also returns `png_bytes` (the `serving_default` of every image family, `stylize_bytes`),
 the server's PNGs are written as they are, under the name of the float image output they encode
 (`<stem>-images.png`, `<stem>-reconstruction.png`), and that float output is not asked for (gRPC sends an
@@ -29,14 +38,23 @@ from serving import client as client_lib
 from serving import signatures as sig
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FLOAT_DTYPES = ("float16", "float32", "float64")
+
+
+def _sampling(args) -> bool:
+    return args.num is not None or args.seed is not None
 
 
 def _check_args(args):
-    sampling = args.num is not None or args.seed is not None
+    sampling = _sampling(args)
+    if args.latent is not None and (sampling or args.inputs):
+        raise ValueError("give one of INPUT files, --num/--seed (a draw) or --latent FILE.npy (latent points), "
+                         "not several")
     if sampling and args.inputs:
         raise ValueError("give either INPUT files or --num/--seed (a sample request), not both")
-    if not sampling and not args.inputs:
-        raise ValueError("nothing to predict: give INPUT image files, or --num N [--seed S] for a sample signature")
+    if not sampling and not args.inputs and args.latent is None:
+        raise ValueError("nothing to predict: give INPUT image files, --num N [--seed S] for a sample or latent "
+                         "signature, or --latent FILE.npy for a latent signature")
     if args.num is not None and args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
     if args.batch_size < 1:
@@ -48,6 +66,8 @@ def _check_args(args):
     for path in args.inputs:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"input image {path} does not exist")
+    if args.latent is not None and not os.path.isfile(args.latent):
+        raise FileNotFoundError(f"latent file {args.latent} does not exist")
 
 
 def _describe(args) -> str:
@@ -55,11 +75,118 @@ def _describe(args) -> str:
     return f"model {args.model!r} ({version}) signature {args.signature!r} at {args.server}"
 
 
+def _takes_num_and_seed(info: client_lib.SignatureInfo) -> bool:
+    return {sig.NUM_INPUT, sig.SEED_INPUT} <= set(info.inputs)
+
+
 def sample_request(info: client_lib.SignatureInfo, num: int, seed: int) -> dict:
-    if not {sig.NUM_INPUT, sig.SEED_INPUT} <= set(info.inputs):
+    if not _takes_num_and_seed(info):
         raise ValueError(f"signature {info.name!r} takes {sorted(info.inputs)}, not {sig.NUM_INPUT} and "
                          f"{sig.SEED_INPUT}: --num/--seed only apply to sample signatures (e.g. {sig.SAMPLE!r})")
     return {sig.NUM_INPUT: np.int32(num), sig.SEED_INPUT: np.int32(seed)}
+
+
+def latent_input(info: client_lib.SignatureInfo, flag: str, input_name=None) -> str:
+    """The input latent points feed: --input-name, the `latent` input, or the signature's only input.
+
+    It must be a float tensor other than images; `flag` (--num/--seed or --latent) names what the user
+    gave, for the error when the signature takes something else.
+    """
+    if input_name:
+        if input_name not in info.inputs:
+            raise ValueError(f"--input-name {input_name!r} is not an input of signature {info.name!r}; "
+                             f"it takes {sorted(info.inputs)}")
+        name = input_name
+    elif sig.LATENT_INPUT in info.inputs:
+        name = sig.LATENT_INPUT
+    elif _takes_num_and_seed(info):
+        raise ValueError(f"signature {info.name!r} takes {sig.NUM_INPUT} and {sig.SEED_INPUT}, not latent points: "
+                         f"{flag} only applies to latent signatures (e.g. {sig.GENERATE!r}, {sig.DECODE!r}); "
+                         "pass --num N [--seed S] alone")
+    elif len(info.inputs) != 1:
+        raise ValueError(f"signature {info.name!r} takes several inputs {sorted(info.inputs)}: choose the one the "
+                         "latent points feed with --input-name")
+    else:
+        name = next(iter(info.inputs))
+    tensor = info.inputs[name]
+    if tensor.dtype == "string" or name == sig.IMAGES_INPUT:
+        raise ValueError(f"signature {info.name!r} takes images (input {name!r}), not latent points: {flag} only "
+                         f"applies to sample and latent signatures (e.g. {sig.SAMPLE!r}, {sig.GENERATE!r}, "
+                         f"{sig.DECODE!r}); give INPUT image files instead")
+    if tensor.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"input {name!r} of signature {info.name!r} is {tensor.dtype}, not float latent points: "
+                         f"{flag} cannot feed it")
+    return name
+
+
+def _point_shape(name: str, tensor: client_lib.TensorInfo):
+    """The shape of one latent point (the input's shape without the batch axis), or None when unknown."""
+    if tensor.shape is None:
+        return None
+    if len(tensor.shape) < 1:
+        raise ValueError(f"input {name!r} is a {tensor.dtype} scalar, not a batch of latent points [N, ...]")
+    return tuple(tensor.shape[1:])
+
+
+def latent_draw(name: str, tensor: client_lib.TensorInfo, num: int, seed: int) -> np.ndarray:
+    """`num` points of N(0, I), np.random.Generator(PCG64(seed)).standard_normal((num, *point)) in the input's dtype."""
+    point = _point_shape(name, tensor)
+    if point is None or any(d is None for d in point):
+        raise ValueError(f"input {name!r} has shape {_shape(tensor.shape)}, so the shape of a latent point is not "
+                         "known: give the points with --latent FILE.npy")
+    if seed < 0:
+        raise ValueError(f"--seed must be >= 0 for a latent draw, got {seed}")
+    return np.random.Generator(np.random.PCG64(seed)).standard_normal((num, *point)).astype(tensor.dtype)
+
+
+def load_latent(path: str, name: str, tensor: client_lib.TensorInfo) -> np.ndarray:
+    """The float points [N, ...] of a .npy file for the input; one point without the batch axis is a batch of 1."""
+    point = _point_shape(name, tensor)
+    wanted = f"float points {_shape(tensor.shape)}"
+    if point is not None:
+        wanted += f" (or one point {_shape(point, batch=False)})"
+    try:
+        value = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise ValueError(f"latent file {path} is not a readable .npy array ({error}); input {name!r} takes "
+                         f"{wanted}") from None
+    if not isinstance(value, np.ndarray):  # a .npz archive
+        value.close()
+        raise ValueError(f"latent file {path} is a .npz archive, not one .npy array; input {name!r} takes {wanted}")
+    found = f"{value.dtype} {list(value.shape)}"
+    if value.dtype.kind != "f":
+        raise ValueError(f"latent file {path} holds {found}, but input {name!r} takes {wanted}")
+    if point is not None and value.ndim == len(point) and _fits(value.shape, point):
+        value = value[np.newaxis]
+    elif value.ndim == 0 or (point is not None and (value.ndim != len(point) + 1 or not _fits(value.shape[1:], point))):
+        raise ValueError(f"latent file {path} holds {found}, but input {name!r} takes {wanted}")
+    if value.shape[0] == 0:
+        raise ValueError(f"latent file {path} holds {found}: no latent points")
+    return value.astype(tensor.dtype)
+
+
+def _fits(shape, wanted) -> bool:
+    return all(want is None or want == got for want, got in zip(wanted, shape))
+
+
+def latent_request(args, info: client_lib.SignatureInfo):
+    """(input name, points [N, ...], stems) of a latent request: drawn with --num/--seed, or read from --latent.
+
+    Errors name the model, version and signature, as the server's do.
+    """
+    try:
+        if args.latent is not None:
+            name = latent_input(info, "--latent", args.input_name)
+            points = load_latent(args.latent, name, info.inputs[name])
+            stem = os.path.splitext(os.path.basename(args.latent))[0]
+        else:
+            name = latent_input(info, "--num/--seed", args.input_name)
+            seed = args.seed or 0
+            points = latent_draw(name, info.inputs[name], args.num or 1, seed)
+            stem = f"latent-s{seed}"
+    except ValueError as error:
+        raise ValueError(f"{_describe(args)}: {error}") from None
+    return name, points, [f"{stem}-{i:04d}" for i in range(len(points))]
 
 
 def choose_input(info: client_lib.SignatureInfo, input_name=None) -> str:
@@ -69,9 +196,12 @@ def choose_input(info: client_lib.SignatureInfo, input_name=None) -> str:
             raise ValueError(f"--input-name {input_name!r} is not an input of signature {info.name!r}; "
                              f"it takes {sorted(info.inputs)}")
         return input_name
-    if {sig.NUM_INPUT, sig.SEED_INPUT} <= set(info.inputs):
+    if _takes_num_and_seed(info):
         raise ValueError(f"signature {info.name!r} takes {sig.NUM_INPUT} and {sig.SEED_INPUT}, not images: "
                          "pass --num N [--seed S] instead of INPUT files")
+    if sig.LATENT_INPUT in info.inputs:
+        raise ValueError(f"signature {info.name!r} takes latent points (input {sig.LATENT_INPUT!r}), not images: "
+                         "pass --num N [--seed S] to draw them or --latent FILE.npy instead of INPUT files")
     if len(info.inputs) != 1:
         raise ValueError(f"signature {info.name!r} takes several inputs {sorted(info.inputs)}: choose the one the "
                          "image files feed with --input-name")
@@ -91,7 +221,7 @@ def image_batches(paths, name: str, tensor: client_lib.TensorInfo):
             yield [path for path, _ in members], array
         return
     shape = tensor.shape
-    if tensor.dtype not in ("float32", "float16", "float64") or (shape is not None and len(shape) != 4):
+    if tensor.dtype not in FLOAT_DTYPES or (shape is not None and len(shape) != 4):
         raise ValueError(f"input {name!r} is {tensor.dtype} of shape {_shape(shape)}, not images [N, H, W, C] "
                          "or encoded image bytes: image files cannot feed it")
     channels = shape[3] if shape is not None and shape[3] is not None else 3
@@ -109,7 +239,7 @@ def image_batches(paths, name: str, tensor: client_lib.TensorInfo):
 
 def _is_image(tensor: client_lib.TensorInfo) -> bool:
     shape = tensor.shape
-    return tensor.dtype in ("float32", "float16", "float64") and (shape is None or len(shape) == 4)
+    return tensor.dtype in FLOAT_DTYPES and (shape is None or len(shape) == 4)
 
 
 def png_plan(info: client_lib.SignatureInfo):
@@ -124,8 +254,12 @@ def png_plan(info: client_lib.SignatureInfo):
     return sorted(name for name in info.outputs if name != images[0]), images[0]
 
 
-def _shape(shape) -> str:
-    return "unknown" if shape is None else "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
+def _shape(shape, batch: bool = True) -> str:
+    """[N, 28, 28, 1]: N for the batch axis (the first, unless batch=False), ? for another unknown size."""
+    if shape is None:
+        return "unknown"
+    sizes = [("N" if index == 0 and batch else "?") if d is None else str(d) for index, d in enumerate(shape)]
+    return "[" + ", ".join(sizes) + "]"
 
 
 def _unique_stem(stem: str, used: set) -> str:
@@ -176,9 +310,18 @@ def run(args, out=None) -> int:
     try:
         info = client.signature_info(args.model, args.signature, args.version)
         output_filter, png_name = png_plan(info)
+        latent = args.latent is not None or (_sampling(args) and not _takes_num_and_seed(info))
+        if latent:
+            name, points, stems = latent_request(args, info)
+        elif args.inputs:
+            name = choose_input(info, args.input_name)
         os.makedirs(args.out_dir, exist_ok=True)
         written = []
-        if not args.inputs:
+        if latent:
+            outputs = client.predict_batched(args.model, args.signature, {name: points}, batch_size=args.batch_size,
+                                             version=args.version, output_filter=output_filter)
+            written += write_outputs(outputs, stems, args.out_dir, png_name)
+        elif not args.inputs:
             seed = args.seed or 0
             outputs = client.predict(args.model, args.signature, sample_request(info, args.num or 1, seed),
                                      version=args.version, output_filter=output_filter)
@@ -186,7 +329,6 @@ def run(args, out=None) -> int:
             written += write_outputs(outputs, [f"sample-s{seed}-{i:04d}" for i in range(count)], args.out_dir,
                                      png_name)
         else:
-            name = choose_input(info, args.input_name)
             used = set()
             for paths, batch in image_batches(args.inputs, name, info.inputs[name]):
                 outputs = client.predict_batched(args.model, args.signature, {name: batch},

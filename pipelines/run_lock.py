@@ -1,4 +1,4 @@
-"""One `genpipe run` at a time per ML Metadata store: an advisory lock beside the SQLite file.
+"""One `genpipe run` at a time per ML Metadata store and per pipeline root: advisory lock files.
 
 Two LocalDagRunner runs on one SQLite store (by default runs/metadata.sqlite, shared by every
 pipeline) can interleave their writes and leave executions half-recorded, so a run holds
@@ -7,6 +7,12 @@ an `fcntl.flock` on that file: the kernel drops it when the holder's process die
 so a lock file left behind by a killed run never blocks the next one. The file only tells others
 who holds the lock (PID, pipeline, start time, command line); it is never deleted, because deleting
 a flock'ed file lets two processes lock two different files of the same name.
+
+Runs on different stores may still share a pipeline root (`--metadata FILE` without
+`--pipeline-root`): each store numbers its executions from 1, so their artifacts would land in the
+same `<root>/<component>/<output>/<execution id>/` folders. A run therefore also holds
+`<pipeline root>/pipeline-root.lock`, taken after the store's lock (always in that order, so two
+waiting runs cannot deadlock).
 """
 import contextlib
 import errno
@@ -90,10 +96,18 @@ def _write_holder(fd: int, pipeline_name: str) -> None:
     os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
 
 
-def _refusal(path: str, holder: dict) -> RunLockError:
+ROOT_LOCK_NAME = "pipeline-root"  # <pipeline root>/pipeline-root.lock
+_WHY = {
+    "store": ("this ML Metadata store", "Two runs on one SQLite store can corrupt it"),
+    "root": ("this pipeline root", "Two runs on one pipeline root can write their artifacts into the same folders"),
+}
+
+
+def _refusal(path: str, holder: dict, what: str = "store") -> RunLockError:
+    using, why = _WHY[what]
     return RunLockError(
-        f"another genpipe run is using this ML Metadata store: {describe_holder(holder)} holds {path}. "
-        f"Two runs on one SQLite store can corrupt it, so this run changed nothing. Let that run finish, "
+        f"another genpipe run is using {using}: {describe_holder(holder)} holds {path}. "
+        f"{why}, so this run changed nothing. Let that run finish, "
         f"or rerun with {WAIT_FLAG} [SECONDS] to wait for it (SECONDS: at most that long; no value: "
         f"as long as it takes).")
 
@@ -107,8 +121,10 @@ def _timeout(path: str, holder: dict, waited: float) -> RunLockError:
 
 @contextlib.contextmanager
 def hold(metadata_path: str, pipeline_name: str, wait_seconds: Optional[float] = None,
-         out=None) -> Iterator[str]:
+         out=None, what: str = "store") -> Iterator[str]:
     """Holds the lock of the store at `metadata_path` for the body; yields the lock file's path.
+
+    what: "store", or "root" when `metadata_path` is `<pipeline root>/pipeline-root` (`hold_run`).
 
     wait_seconds: None refuses at once when another process holds the lock; a number waits at most
     that long (math.inf: as long as it takes), saying once on `out` that it waits. Either way a run
@@ -124,7 +140,7 @@ def hold(metadata_path: str, pipeline_name: str, wait_seconds: Optional[float] =
         if not _try_lock(fd):
             holder = _current_holder(path)
             if wait_seconds is None:
-                raise _refusal(path, holder)
+                raise _refusal(path, holder, what)
             limit = "as long as it takes" if math.isinf(wait_seconds) else f"up to {wait_seconds:g} s"
             print(f"Waiting ({limit}) for {describe_holder(holder)} to release {path} ...", file=out, flush=True)
             started = time.monotonic()
@@ -140,3 +156,13 @@ def hold(metadata_path: str, pipeline_name: str, wait_seconds: Optional[float] =
             os.ftruncate(fd, 0)  # no stale details once released; the kernel drops the lock with the fd
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def hold_run(metadata_path: str, pipeline_root: str, pipeline_name: str, wait_seconds: Optional[float] = None,
+             out=None) -> Iterator[str]:
+    """Holds the store's lock, then the pipeline root's, for the body; yields the store lock's path."""
+    with hold(metadata_path, pipeline_name, wait_seconds=wait_seconds, out=out) as path:
+        with hold(os.path.join(pipeline_root, ROOT_LOCK_NAME), pipeline_name, wait_seconds=wait_seconds, out=out,
+                  what="root"):
+            yield path

@@ -218,6 +218,10 @@ def test_bad_training_flags_are_refused_before_writing(tmp_path, capsys, flags, 
 @pytest.mark.parametrize("flags, message", [
     (["--image", IMAGE, "--output", "x.json"], "needs --pipeline-root"),
     (["--pipeline-root", ROOT, "--output", "x.json"], "needs --image"),
+    (["--image", IMAGE, "--pipeline-root", "runs/kfp", "--output", "x.json"],
+     "--pipeline-root runs/kfp is a path relative to this machine's directory"),
+    (["--image", IMAGE, "--pipeline-root", ROOT, "--data-dir", "data/mnist", "--output", "x.json"],
+     "--data-dir data/mnist is a path relative"),
     (["--image", IMAGE, "--pipeline-root", ROOT, "--output", "x.txt"], "expected a .json or .yaml"),
 ])
 def test_compile_flag_errors(tmp_path, capsys, flags, message, monkeypatch):

@@ -9,6 +9,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from pipelines import autoencoder_pipeline, cli, config as config_lib, local_runner
 from serving import signatures as sig
+from test_serving_warmup import check_warmup_file, transformed_eval_images
 
 COMPONENTS = [
     "MnistExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer",
@@ -72,6 +73,15 @@ def test_pushed_savedmodel_signatures(first_run):
     assert latent.shape == (3, 7, 7, 256) and latent.dtype == tf.float32
     decoded = loaded.signatures[sig.DECODE](**{sig.LATENT_INPUT: latent})[sig.RECONSTRUCTION_OUTPUT]
     assert decoded.shape == (3, 28, 28, 1) and decoded.dtype == tf.float32
+
+
+def test_pushed_model_carries_warmup_requests_from_eval_images(first_run):
+    """TF Serving replays assets.extra/tf_serving_warmup_requests at load: one request per signature,
+    the image ones made of the run's own eval digits (as the Transform wrote them)."""
+    config, summary = first_run
+    replayed = check_warmup_file(summary["pushed_model"], eval_images=transformed_eval_images(config))
+    assert set(replayed) == {sig.SERVING_DEFAULT, sig.RECONSTRUCT, sig.ENCODE, sig.DECODE}
+    assert replayed[sig.ENCODE][sig.LATENT_OUTPUT].shape[1:] == (7, 7, 256)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import tensorflow as tf
 from components.celeba_example_gen import fixture as celeba_fixture
 from pipelines import cli, gan_pipeline, local_runner
 from serving import signatures as sig
+from test_serving_warmup import check_warmup_file
 from trainer_modules import contract
 
 FACES_COMPONENTS = [
@@ -57,6 +58,15 @@ def test_faces_pipeline_runs_every_component_and_pushes(faces_run):
     np.testing.assert_array_equal(images.numpy(), again.numpy())
 
 
+def test_pushed_face_generator_carries_warmup_requests(faces_run):
+    """TF Serving replays assets.extra/tf_serving_warmup_requests at load: `sample`, `serving_default`
+    and `generate` (128-d latent points), each answered with 64x64x3 faces."""
+    replayed = check_warmup_file(faces_run["summary"]["pushed_model"])
+    assert set(replayed) == {sig.SERVING_DEFAULT, sig.SAMPLE, sig.GENERATE}
+    for signature, outputs in replayed.items():
+        assert outputs[sig.IMAGES_OUTPUT].shape[1:] == contract.CELEBA_SHAPE, signature
+
+
 def test_faces_are_judged_by_the_attribute_classifier(faces_run):
     summary = faces_run["summary"]
     metrics = summary["metrics"]
@@ -92,3 +102,16 @@ def test_faces_flags_are_checked_before_anything_runs(tmp_path, capsys):
     assert "the faces pipeline needs --data-dir DIR: a folder with img_align_celeba/*.jpg" in capsys.readouterr().err
     assert cli.main(["run", "faces", "--data-dir", str(tmp_path), "--max-reject-fraction", "2"]) == 2
     assert "--max-reject-fraction must be in [0, 1], got 2.0" in capsys.readouterr().err
+    # The ExampleGen takes CelebA without its attributes file, but the evaluator's classifier learns
+    # those attributes: the run stops before any component, naming the file.
+    celeba_fixture.write_celeba_fixture(str(tmp_path / "no-attributes"), num_images=2, attributes=False)
+    assert cli.main(["run", "faces", "--data-dir", str(tmp_path / "no-attributes"),
+                     "--pipeline-root", str(tmp_path / "root")]) == 2
+    err = capsys.readouterr().err
+    assert f"the faces pipeline needs {tmp_path / 'no-attributes' / 'list_attr_celeba.txt'}" in err
+    assert not (tmp_path / "root").exists()
+    assert cli.main(["run", "faces", "--data-dir", str(tmp_path / "empty"), "--pipeline-root", str(tmp_path / "root")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["run", "faces", "--data-dir", str(tmp_path / "empty"), "--pipeline-root", str(tmp_path / "root")]) == 2
+    assert "no CelebA input: nothing found in" in capsys.readouterr().err

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from pipelines import cli, gan_pipeline, local_runner, vae_pipeline
 from serving import signatures as sig
+from test_serving_warmup import check_warmup_file, transformed_eval_images
 
 GENERATIVE_COMPONENTS = [
     "MnistExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer",
@@ -73,11 +74,14 @@ def test_every_component_ran_blessed_and_pushed(runs, family):
     # Precision, recall and coverage are shares; every eval image (and every sample) entered them.
     assert all(0.0 <= metrics[name] <= 1.0 for name in ("sample_precision", "sample_recall", "sample_coverage"))
     assert metrics["prdc_num_real"] == metrics["num_real"] and metrics["prdc_num_generated"] == config.num_samples
-    assert "reference for the sample_ metrics, eval images half against half" in local_runner.format_summary(summary)
+    text = local_runner.format_summary(summary)
+    assert "reference for the sample_ metrics, eval images half against half" in text
+    # Smoke runs score 64 samples: the summary says their classifier-FD only compares at equal N.
+    assert f"classifier-FD from {config.num_samples} generated images (fewer than 2,000) is biased upward" in text
 
 
 def test_vae_reports_elbo_in_nats_and_serves_its_signatures(runs):
-    _, summary = runs["vae"]
+    config, summary = runs["vae"]
     metrics = summary["metrics"]
     assert metrics["elbo"] == pytest.approx(-(metrics["reconstruction_nll"] + metrics["kl"]), rel=1e-4)
     assert metrics["reconstruction_nll"] > 0 and metrics["kl"] >= 0
@@ -96,6 +100,9 @@ def test_vae_reports_elbo_in_nats_and_serves_its_signatures(runs):
     again = sample(**{sig.NUM_INPUT: tf.constant(5), sig.SEED_INPUT: tf.constant(3)})[sig.IMAGES_OUTPUT]
     assert first.shape == (5, 28, 28, 1) and first.dtype == tf.float32
     np.testing.assert_array_equal(first.numpy(), again.numpy())
+    # TF Serving's warmup file: a request per signature, the image ones made of the run's eval digits.
+    replayed = check_warmup_file(summary["pushed_model"], eval_images=transformed_eval_images(config))
+    assert set(replayed) == set(loaded.signatures)
 
 
 def test_gan_compares_with_its_untrained_generator_and_samples_reproducibly(runs):
@@ -110,6 +117,7 @@ def test_gan_compares_with_its_untrained_generator_and_samples_reproducibly(runs
     again = sample(**{sig.NUM_INPUT: tf.constant(4), sig.SEED_INPUT: tf.constant(11)})[sig.IMAGES_OUTPUT].numpy()
     assert images.shape == (4, 28, 28, 1) and 0.0 <= images.min() and images.max() <= 1.0
     np.testing.assert_array_equal(images, again)
+    assert set(check_warmup_file(summary["pushed_model"])) == {sig.SERVING_DEFAULT, sig.SAMPLE, sig.GENERATE}
 
 
 def test_the_collapse_alarms_of_barely_trained_models_reach_the_console_and_the_summary(runs):
@@ -150,6 +158,23 @@ def test_failing_thresholds_and_an_untrustworthy_classifier_block_the_push(runs,
     assert not os.path.exists(os.path.join(strict.serving_dir, strict.model_name))
 
 
+def test_a_vae_not_better_than_the_latest_blessed_one_is_not_pushed(runs):
+    """The baseline comparison end to end: a second run trains a new model (2 steps instead of 4),
+    resolves the first run's blessed model from ML Metadata and compares ELBOs. It must beat the
+    first by 50 nats, which 2 steps do not: not blessed, and the serving dir keeps the first push."""
+    config, first = runs["vae"]
+    model_dir = os.path.join(config.serving_dir, config.model_name)
+    versions = sorted(os.listdir(model_dir))
+    strict = dataclasses.replace(config, train_steps=2, baseline_comparison={"metric": "elbo", "tolerance": -50.0})
+    summary = local_runner.run_pipeline(strict, vae_pipeline.create_pipeline)
+    assert summary["components"]["Trainer"] == "COMPLETE"
+    assert summary["components"]["GenerativeEvaluator"] == "COMPLETE"
+    assert summary["blessed"] is False and summary["pushed"] is False
+    reasons = " ".join(summary["blessing_reasons"])
+    assert f"worse than the latest blessed model's {first['metrics']['elbo']:.4g}" in reasons, reasons
+    assert sorted(os.listdir(model_dir)) == versions
+
+
 def test_cli_knows_the_generative_pipelines_and_rejects_misplaced_flags(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
@@ -160,6 +185,42 @@ def test_cli_knows_the_generative_pipelines_and_rejects_misplaced_flags(capsys):
     assert "not a variant of gan" in capsys.readouterr().err
     assert cli.main(["run", "gan", "--d-steps", "0"]) == 2
     assert "--d-steps must be a whole number >= 1" in capsys.readouterr().err
+    # The Trainer refuses 0.5 and more (real targets would not stay above the fakes'): so does the CLI,
+    # before any component runs.
+    assert cli.main(["run", "gan", "--label-smoothing", "0.6"]) == 2
+    assert "--label-smoothing must be in [0, 0.5)" in capsys.readouterr().err
+    assert cli.main(["run", "gan", "--adam-beta-2", "1.0"]) == 2
+    assert "--adam-beta-2 must be in [0, 1), got 1.0" in capsys.readouterr().err
+    assert cli.main(["run", "gan", "--variant", "dcgan64"]) == 2
+    assert "(dcgan64 is the faces pipeline's: genpipe run faces)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pipeline, flags, message", [
+    ("gan", ["--noise-factor", "0.3"], "--noise-factor applies to denoise, not gan"),
+    ("denoise", ["--latent-dim", "8"], "--latent-dim applies to vae, gan, faces, not denoise"),
+    ("denoise", ["--num-samples", "5000"], "--num-samples applies to vae, gan, faces, not denoise"),
+    ("vae", ["--style-image", "style.jpg"], "--style-image applies to style, not vae"),
+    ("gan", ["--crop", "center"], "--crop applies to faces, not gan"),
+    ("faces", ["--min-classes", "5"], "--min-classes applies to vae, gan, not faces"),
+    ("autoencoder", ["--classifier-seed", "3"], "--classifier-seed applies to vae, gan, faces, not autoencoder"),
+])
+def test_flags_another_pipeline_reads_are_errors_not_ignored(pipeline, flags, message, capsys):
+    assert cli.main(["run", pipeline, *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_domain_classifier_does_not_change_with_the_run_seed(tmp_path):
+    """Runs with different --seed share one classifier (one resolver key), so their distances compare;
+    --classifier-seed is the classifier's own."""
+    def classifier_key(*flags):
+        args = cli.build_parser().parse_args(["run", "gan", "--pipeline-root", str(tmp_path), *flags])
+        nodes = {node.id: node for node in gan_pipeline.create_pipeline(cli.config_from_args(args)).components}
+        return (nodes["domain_classifier_resolver"].exec_properties["source_uri"]["classifier_config"],
+                nodes["DomainClassifier"].exec_properties["seed"])
+
+    assert classifier_key("--seed", "1") == classifier_key("--seed", "2") == classifier_key()
+    assert classifier_key("--classifier-seed", "5")[0] != classifier_key()[0]
+    assert classifier_key("--classifier-seed", "5")[1] == 5
 
 
 @pytest.mark.parametrize("pipeline, flags, classes", [
@@ -206,6 +267,9 @@ def test_threshold_flags_set_change_and_drop_blessing_bounds(tmp_path, capsys):
 
 
 def test_the_attribute_diversity_flag_sets_the_faces_threshold(tmp_path):
+    from components.celeba_example_gen.fixture import write_celeba_fixture
+
+    write_celeba_fixture(str(tmp_path), num_images=2)
     args = cli.build_parser().parse_args([
         "run", "faces", "--data-dir", str(tmp_path), "--min-attribute-diversity", "0.3"])
     config = cli.config_from_args(args)

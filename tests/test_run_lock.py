@@ -185,6 +185,32 @@ def test_cli_run_exits_2_with_the_holders_details(start_holder, tmp_path, capsys
     assert not root.exists() and not os.path.exists(metadata)
 
 
+def test_runs_on_two_stores_still_refuse_to_share_a_pipeline_root(start_holder, tmp_path):
+    """Each store numbers its executions from 1, so two runs on one root would write the same artifact
+    folders: the second run refuses, naming the root's lock, and neither its store nor the root's
+    artifacts are touched."""
+    from pipelines import cli, local_runner
+
+    root = tmp_path / "root"
+    holder = start_holder(str(root / run_lock.ROOT_LOCK_NAME), "denoise")
+    other_store = str(tmp_path / "other" / "metadata.sqlite")
+    config = cli.config_from_args(cli.build_parser().parse_args(
+        ["run", "denoise", "--pipeline-root", str(root), "--metadata", other_store]))
+
+    def create_pipeline(config):
+        pytest.fail("the pipeline was built while another run held its root")
+
+    with pytest.raises(run_lock.RunLockError) as refused:
+        local_runner.run_pipeline(config, create_pipeline, out=io.StringIO())
+    message = str(refused.value)
+    assert message.startswith("another genpipe run is using this pipeline root")
+    assert f"PID {holder.pid} " in message and str(root / "pipeline-root.lock") in message
+    assert sorted(os.listdir(root)) == ["pipeline-root.lock"] and not os.path.exists(other_store)
+    # The store's lock was released with the refusal: a run on that store alone goes ahead.
+    with run_lock.hold(other_store, "denoise"):
+        pass
+
+
 # ---------------------------------------------------------------------------
 # pipelines/deploy/: the cron and systemd examples call `genpipe run` with flags it accepts
 

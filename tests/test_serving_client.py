@@ -1,8 +1,8 @@
 """The TF Serving clients and `genpipe predict` against the in-process gRPC and REST test fixtures.
 
 Tiny SavedModels are exported with the real export code (a dense GAN generator in two versions, a
-one-residual-block style network) and served by serving.testing; results are compared with calling the
-SavedModel directly.
+one-residual-block style network, the untrained conv autoencoder with its [N, 7, 7, 256] latent) and served
+by serving.testing; results are compared with calling the SavedModel directly.
 """
 import base64
 import os
@@ -19,11 +19,23 @@ from pipelines import cli
 from serving import client as client_lib
 from serving import signatures as sig
 from serving import testing
-from trainer_modules import gan, style_transfer
+from trainer_modules import autoencoder, contract, gan, preprocessing, style_transfer
 
 GAN_MODEL = "gan_dense_mnist"
 STYLE_MODEL = "style_fast"
+AUTOENCODER_MODEL = "autoencoder_conv_mnist"
 LATENT_DIM = 8
+CONV_LATENT_SHAPE = (7, 7, 256)
+
+
+def _export_conv_autoencoder(export_dir):
+    """The conv autoencoder's export with a stand-in for the Transform layer (PNG bytes -> [0, 1], what
+    preprocessing_fn does without noise), so no Transform run is needed; decode and encode are the real ones."""
+    keras.utils.set_random_seed(5)
+    model, encoder, decoder = autoencoder.build_autoencoder("conv")
+    transform = lambda raw: {contract.IMAGE_KEY: preprocessing.decode_images(raw[contract.IMAGE_KEY])}  # noqa: E731
+    module = autoencoder.AutoencoderExport(model, encoder, decoder, transform)
+    tf.saved_model.save(module, export_dir, signatures=module.signatures())
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +48,9 @@ def model_dirs(tmp_path_factory):
     keras.utils.set_random_seed(3)
     net = style_transfer.build_transform_net(residual_blocks=1, base_filters=4)
     style_transfer.export_stylizer(net, str(root / STYLE_MODEL / "1"))
-    return {GAN_MODEL: str(root / GAN_MODEL), STYLE_MODEL: str(root / STYLE_MODEL / "1")}
+    _export_conv_autoencoder(str(root / AUTOENCODER_MODEL / "1"))
+    return {GAN_MODEL: str(root / GAN_MODEL), STYLE_MODEL: str(root / STYLE_MODEL / "1"),
+            AUTOENCODER_MODEL: str(root / AUTOENCODER_MODEL / "1")}
 
 
 @pytest.fixture(scope="module")
@@ -366,7 +380,8 @@ def test_cli_predict_image_files(protocol, signature, grpc_server, rest_server, 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "nope", "--signature", sig.SAMPLE, "--num", "2"], "model 'nope' signature 'sample' at "),
     (["--model", GAN_MODEL, "--signature", sig.SAMPLE], "nothing to predict"),
-    (["--model", STYLE_MODEL, "--signature", sig.STYLIZE, "--num", "2"], "only apply to sample signatures"),
+    (["--model", STYLE_MODEL, "--signature", sig.STYLIZE, "--num", "2"],
+     "takes images (input 'images'), not latent points: --num/--seed only applies to sample and latent signatures"),
     (["--model", GAN_MODEL, "--signature", sig.SAMPLE, "missing.png"], "missing.png does not exist"),
 ])
 def test_cli_predict_errors(argv, message, grpc_server, tmp_path, capsys):
@@ -375,3 +390,138 @@ def test_cli_predict_errors(argv, message, grpc_server, tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("genpipe: error: ") and message in err
+
+
+def _latent_points(num, seed, point_shape=(LATENT_DIM,)):
+    """The points `genpipe predict --num N --seed S` draws for a latent signature, as its docs say."""
+    return np.random.Generator(np.random.PCG64(seed)).standard_normal((num, *point_shape)).astype(np.float32)
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _predict(server, protocol, *argv):
+    flags = ["--rest"] if protocol == "rest" else []
+    return cli.main(["predict", "--server", server.address, *flags, "--retries", "0", *argv])
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
+def test_cli_predict_generate_draws_reproducible_latent_points(protocol, grpc_server, rest_server, repository,
+                                                               predict_calls, tmp_path, capsys):
+    """--num/--seed on `generate`: points drawn here (numpy PCG64), sent in batches, one PNG per point."""
+    server = grpc_server if protocol == "grpc" else rest_server
+
+    def generate(seed, out_dir, *more):
+        code = _predict(server, protocol, "--model", GAN_MODEL, "--signature", sig.GENERATE, "--version", "1",
+                        "--num", "3", "--seed", str(seed), "--out-dir", str(out_dir), *more)
+        assert code == 0, capsys.readouterr().err
+        return {name: _read(out_dir / name) for name in sorted(os.listdir(out_dir))}
+
+    first = generate(7, tmp_path / "a", "--batch-size", "2")
+    names = [f"latent-s7-{i:04d}-{sig.IMAGES_OUTPUT}.png" for i in range(3)]
+    assert sorted(first) == names
+    assert predict_calls == [None, None]  # 3 points in batches of 2
+    direct = _direct(repository, GAN_MODEL, 1, sig.GENERATE, latent=_latent_points(3, 7))[sig.IMAGES_OUTPUT]
+    for name, image in zip(names, direct):
+        np.testing.assert_array_equal(tf.io.decode_png(first[name]).numpy(), np.round(image * 255).astype(np.uint8))
+    assert "wrote 3 files" in capsys.readouterr().out
+
+    again = generate(7, tmp_path / "b")  # one request this time: the batch size does not change the points
+    assert again == first
+    other = generate(8, tmp_path / "c")
+    assert sorted(other) == [name.replace("-s7-", "-s8-") for name in names]
+    assert all(other[name.replace("-s7-", "-s8-")] != first[name] for name in names)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
+def test_cli_predict_decode_reads_latent_files(protocol, grpc_server, rest_server, repository, predict_calls,
+                                               tmp_path, capsys):
+    """--latent on the conv autoencoder's `decode` ([N, 7, 7, 256]), and a point `encode` wrote, fed back."""
+    server = grpc_server if protocol == "grpc" else rest_server
+    points = np.random.default_rng(1).uniform(0.0, 2.0, size=(3, *CONV_LATENT_SHAPE))  # float64: cast to float32
+    np.save(tmp_path / "codes.npy", points)
+    out_dir = tmp_path / "out"
+    code = _predict(server, protocol, "--model", AUTOENCODER_MODEL, "--signature", sig.DECODE,
+                    "--latent", str(tmp_path / "codes.npy"), "--batch-size", "2", "--out-dir", str(out_dir))
+    assert code == 0, capsys.readouterr().err
+    names = [f"codes-{i:04d}-{sig.RECONSTRUCTION_OUTPUT}.png" for i in range(3)]
+    assert sorted(os.listdir(out_dir)) == names
+    assert len(predict_calls) == 2
+    direct = _direct(repository, AUTOENCODER_MODEL, None, sig.DECODE,
+                     latent=points.astype(np.float32))[sig.RECONSTRUCTION_OUTPUT]
+    assert direct.shape == (3, 28, 28, 1) and np.ptp(direct) > 1e-3
+    for name, image in zip(names, direct):
+        np.testing.assert_array_equal(tf.io.decode_png(_read(out_dir / name)).numpy(),
+                                      np.round(image * 255).astype(np.uint8))
+
+    digit = np.random.default_rng(2).uniform(size=(28, 28, 1)).astype(np.float32)
+    with open(tmp_path / "digit.png", "wb") as f:
+        f.write(client_lib.encode_png(digit))
+    codes_dir, decoded_dir = tmp_path / "codes", tmp_path / "decoded"
+    assert _predict(server, protocol, "--model", AUTOENCODER_MODEL, "--signature", sig.ENCODE,
+                    "--out-dir", str(codes_dir), str(tmp_path / "digit.png")) == 0
+    assert os.listdir(codes_dir) == [f"digit-{sig.LATENT_OUTPUT}.npy"]
+    assert np.load(codes_dir / "digit-latent.npy").shape == CONV_LATENT_SHAPE  # one point, no batch axis
+    assert _predict(server, protocol, "--model", AUTOENCODER_MODEL, "--signature", sig.DECODE,
+                    "--latent", str(codes_dir / "digit-latent.npy"), "--out-dir", str(decoded_dir)) == 0
+    assert os.listdir(decoded_dir) == ["digit-latent-0000-reconstruction.png"]
+    pixels = np.round(digit * 255) / 255  # what the PNG holds
+    reconstructed = _direct(repository, AUTOENCODER_MODEL, None, sig.RECONSTRUCT,
+                            images=pixels[np.newaxis].astype(np.float32))[sig.RECONSTRUCTION_OUTPUT][0]
+    np.testing.assert_allclose(client_lib.decode_image_bytes(_read(decoded_dir / os.listdir(decoded_dir)[0])),
+                               reconstructed, atol=0.5 / 255 + 1e-5)
+
+
+GENERATE_AT = f"model {GAN_MODEL!r} (latest version) signature 'generate' at "
+
+
+@pytest.mark.parametrize("latent, argv, messages", [
+    (np.zeros((2, 5), np.float32), ["--model", GAN_MODEL, "--signature", sig.GENERATE],
+     [GENERATE_AT, "latent file LATENT holds float32 [2, 5], but input 'latent' takes float points [N, 8] "
+                   "(or one point [8])"]),
+    (np.zeros((2, 8), np.int64), ["--model", GAN_MODEL, "--signature", sig.GENERATE],
+     [GENERATE_AT, "LATENT holds int64 [2, 8]", "[N, 8]"]),
+    (np.zeros((2, 7, 7, 128), np.float32), ["--model", AUTOENCODER_MODEL, "--signature", sig.DECODE, "--version", "1"],
+     [f"model {AUTOENCODER_MODEL!r} (version 1) signature 'decode' at ", "holds float32 [2, 7, 7, 128]",
+      "takes float points [N, 7, 7, 256] (or one point [7, 7, 256])"]),
+    (b"not an array", ["--model", GAN_MODEL, "--signature", sig.GENERATE],
+     [GENERATE_AT, "latent file LATENT is not a readable .npy array", "[N, 8]"]),
+    (np.zeros((2, 8), np.float32), ["--model", STYLE_MODEL, "--signature", sig.STYLIZE],
+     [f"model {STYLE_MODEL!r} (latest version) signature 'stylize' at ",
+      "takes images (input 'images'), not latent points: --latent only applies"]),
+    (np.zeros((2, 8), np.float32), ["--model", GAN_MODEL, "--signature", sig.SAMPLE],
+     ["signature 'sample' takes num and seed, not latent points: --latent only applies to latent signatures"]),
+    (np.zeros((2, 8), np.float32), ["--model", GAN_MODEL, "--signature", sig.GENERATE, "--num", "2"],
+     ["give one of INPUT files, --num/--seed (a draw) or --latent FILE.npy (latent points), not several"]),
+    (np.zeros((2, 8), np.float32), ["--model", GAN_MODEL, "--signature", sig.GENERATE, "--seed", "1"],
+     ["not several"]),
+    (None, ["--model", GAN_MODEL, "--signature", sig.GENERATE],
+     ["latent file LATENT does not exist"]),
+    (None, ["--model", GAN_MODEL, "--signature", sig.GENERATE, "--num", "2", "--seed", "-1"],
+     [GENERATE_AT, "--seed must be >= 0 for a latent draw, got -1"]),
+    (None, ["--model", GAN_MODEL, "--signature", sig.GENERATE, "IMAGE"],
+     ["signature 'generate' takes latent points (input 'latent'), not images: pass --num N [--seed S]"]),
+])
+def test_cli_predict_latent_errors(latent, argv, messages, grpc_server, tmp_path, capsys):
+    """Exit code 2, a message naming the file, what the input takes and what was found, and nothing written."""
+    path = tmp_path / "points.npy"
+    if isinstance(latent, bytes):
+        path.write_bytes(latent)
+    elif latent is not None:
+        np.save(path, latent)
+    image = _write_pngs(tmp_path / "in", 1)[0]
+    if "IMAGE" in argv:
+        argv = [image if arg == "IMAGE" else arg for arg in argv]
+    else:
+        argv = [*argv, "--latent", str(path)] if latent is not None or "--num" not in argv else argv
+    out_dir = tmp_path / "out"
+    code = cli.main(["predict", "--server", grpc_server.address, "--retries", "0", "--out-dir", str(out_dir),
+                     *argv])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("genpipe: error: ")
+    for message in messages:
+        assert message.replace("LATENT", str(path)) in err
+    assert not out_dir.exists()

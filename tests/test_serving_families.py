@@ -1,12 +1,14 @@
 """Every signature of every family's pushed SavedModel, called over TF Serving's REST API.
 
-Each family is exported the way tests/test_serving_warmup.py exports it (its `FAMILIES` helpers),
-given its warmup file, served with `serving.testing.serve_rest` and called through
-`serving.client.RestClient` with the inputs the documented requests carry: PNG bytes as
-{"b64": ...}, float `images` in [0, 1], `latent` points and `num`/`seed`. Every answer is checked
-for names, dtypes, shapes and ranges, and against the same signature of the SavedModel loaded with
-`tf.saved_model.load` (what TF Serving runs) on the same inputs. The SignatureDefs themselves (what
-TF Serving's model metadata reports) are checked against the tables of serving.signatures.
+Each family is exported the way tests/test_serving_warmup.py exports it (its `FAMILIES` helpers:
+tiny untrained networks of every pushed kind, among them the conv denoiser `genpipe run denoise`
+pushes and the 64x64x3 dcgan64 face generator of `genpipe run faces`), given its warmup file,
+served with `serving.testing.serve_rest` and called through `serving.client.RestClient` with the
+inputs the documented requests carry: PNG bytes as {"b64": ...}, float `images` in [0, 1], `latent`
+points and `num`/`seed`. Every answer is checked for names, dtypes, shapes and ranges, and against
+the same signature of the SavedModel loaded with `tf.saved_model.load` (what TF Serving runs) on
+the same inputs. The SignatureDefs themselves (what TF Serving's model metadata reports) are
+checked against the tables of serving.signatures.
 """
 import numpy as np
 import pytest
@@ -21,19 +23,23 @@ from serving.testing import serve_rest
 from test_serving_warmup import FAMILIES
 
 DIGIT_SHAPE = (28, 28, 1)
+FACE_SHAPE = (64, 64, 3)
 NUM, SEED = 3, 5
 STYLE_CONTENT = make_face_images(2, seed=11)[:, 5:35, 3:41]  # 30x38: not a multiple of 4, the net pads
 FAMILY_DIMS = {  # what the FAMILIES exports fix of the tables' symbolic dims (serving.signatures.concrete_shape)
-    "autoencoder": dict(image_shape=DIGIT_SHAPE, latent_shape=(32,)),  # the dense autoencoder
+    "autoencoder-dense": dict(image_shape=DIGIT_SHAPE, latent_shape=(32,)),
+    "autoencoder-denoising": dict(image_shape=DIGIT_SHAPE, latent_shape=(7, 7, 256)),  # the conv code
     "vae": dict(image_shape=DIGIT_SHAPE, latent_dim=3),
     "gan-dense": dict(image_shape=DIGIT_SHAPE, latent_dim=8),
     "gan-dcgan": dict(image_shape=DIGIT_SHAPE, latent_dim=8),
+    "gan-dcgan64": dict(image_shape=FACE_SHAPE, latent_dim=128),
     "style": dict(image_shape=(None, None, 3)),  # any height and width
 }
 
 
 def _convention(family: str) -> str:
-    return "gan" if family.startswith("gan") else family
+    """The family of serving.signatures.FAMILY_SIGNATURES an export of FAMILIES ("gan-dcgan64", ...) belongs to."""
+    return family.split("-")[0]
 
 
 EXPECTED_SIGNATURES = {  # signature -> output names, per exported family, from serving.signatures
@@ -131,7 +137,7 @@ def test_every_signature_over_rest_matches_the_saved_model(family, served):
         specs = function.structured_input_signature[1]
         inputs = request_inputs(specs, pixels)
         answers[signature] = outputs = client.predict(family, signature, inputs)
-        image_shape = pixels.shape[1:] if family == "style" else DIGIT_SHAPE
+        image_shape = pixels.shape[1:] if family == "style" else FAMILY_DIMS[family]["image_shape"]
         check_outputs(family, signature, inputs, outputs, image_shape)
         assert_same_outputs(outputs, call_loaded(function, specs, inputs), f"{family} {signature}")
 
@@ -203,3 +209,19 @@ def test_exported_signatures_follow_the_convention_table(family, served):
         specs = loaded.signatures[name].structured_input_signature[1]
         for key, spec in specs.items():
             assert spec == sig.input_spec(key, **FAMILY_DIMS[family]), (family, name, key)
+
+
+def test_every_preset_pushes_a_network_exported_here():
+    """The checks above cover what the pipelines push: `denoise` the conv net, `faces` dcgan64, and so on."""
+    from pipelines import config as config_lib
+    from trainer_modules import autoencoder
+
+    exported = {tuple(family.split("-", 1)) if "-" in family else (family, None) for family in FAMILIES}
+    for name, preset in config_lib.presets().items():
+        if preset.family == "autoencoder":  # conv and denoising are one network, trained on other inputs
+            networks = {autoencoder.BUILDERS[variant] for family, variant in exported if family == "autoencoder"}
+            assert autoencoder.BUILDERS[preset.variant] in networks, (name, preset.variant)
+        elif preset.family == "gan":
+            assert ("gan", preset.variant) in exported, (name, preset.variant)
+        else:
+            assert (preset.family, None) in exported, (name, preset.family)

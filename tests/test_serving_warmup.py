@@ -10,20 +10,24 @@ from serving import signatures as sig
 from serving import warmup
 
 STYLE_EXAMPLES = np.random.default_rng(0).uniform(size=(2, 18, 22, 3)).astype(np.float32)  # any size, not /4
+GAN_LATENT_DIMS = {"dense": 8, "dcgan": 8, "dcgan64": 128}  # dcgan64: the face generator's own latent size
 
 
 def _digits(data):
     return data["images"][48:52].astype(np.float32) / 255.0
 
 
-def _export_autoencoder(data, path):
-    import tensorflow_transform as tft
+def _export_autoencoder(variant):
+    def export(data, path):
+        import tensorflow_transform as tft
 
-    from trainer_modules import autoencoder
+        from trainer_modules import autoencoder
 
-    model, encoder, decoder = autoencoder.build_autoencoder("dense")
-    autoencoder.export_autoencoder(model, encoder, decoder, tft.TFTransformOutput(data["transform_graph"]), path)
-    return _digits(data)
+        model, encoder, decoder = autoencoder.build_autoencoder(variant)
+        autoencoder.export_autoencoder(model, encoder, decoder, tft.TFTransformOutput(data["transform_graph"]), path)
+        return _digits(data)
+
+    return export
 
 
 def _export_vae(data, path):
@@ -40,8 +44,9 @@ def _export_gan(variant):
     def export(data, path):
         from trainer_modules import gan
 
-        generator, _ = gan.build_networks(variant, 8)
-        gan.export_generator(generator, 8, gan.get_variant(variant).value_range, path)
+        latent_dim = GAN_LATENT_DIMS[variant]
+        generator, _ = gan.build_networks(variant, latent_dim)
+        gan.export_generator(generator, latent_dim, gan.get_variant(variant).value_range, path)
         return None  # no signature takes images
 
     return export
@@ -54,13 +59,104 @@ def _export_style(data, path):
     return STYLE_EXAMPLES
 
 
-FAMILIES = {
-    "autoencoder": _export_autoencoder,
+FAMILIES = {  # "<family>-<variant>": export(transformed digits, export_dir) -> the example images for add_warmup
+    "autoencoder-dense": _export_autoencoder("dense"),
+    "autoencoder-denoising": _export_autoencoder("denoising"),  # the conv net `genpipe run denoise` pushes
     "vae": _export_vae,
     "gan-dense": _export_gan("dense"),
     "gan-dcgan": _export_gan("dcgan"),
+    "gan-dcgan64": _export_gan("dcgan64"),  # the 64x64x3 face generator `genpipe run faces` pushes
     "style": _export_style,
 }
+
+
+def _request_batch(inputs: dict) -> int:
+    if sig.NUM_INPUT in inputs:
+        return int(inputs[sig.NUM_INPUT])
+    return len(next(iter(inputs.values())))
+
+
+def _warmup_images(name: str, value: np.ndarray) -> np.ndarray:
+    """The uint8 pixels an image input of a warmup request carries (PNGs decoded, floats mapped back)."""
+    if name == sig.IMAGE_BYTES_INPUT:
+        return np.stack([tf.io.decode_png(png).numpy() for png in value])
+    return np.round(value * 255).astype(np.uint8)
+
+
+def check_warmup_file(export_dir: str, examples=None, *, eval_images=None) -> dict:
+    """Asserts that `export_dir` carries a warmup file TF Serving loads; returns the replay (signature -> outputs).
+
+    The file is `assets.extra/tf_serving_warmup_requests` and parses as PredictLog records with the
+    model name left empty, one request per signature of the SavedModel, each with that signature's
+    input names, dtypes and shapes; replayed through the loaded SavedModel every request answers
+    with its own batch size. `examples`: the images given to add_warmup, which the image inputs must
+    hold exactly. `eval_images`: float [M, H, W, C] in [0, 1] (a run's transformed eval split), from
+    which every image of the requests must come.
+    """
+    path = os.path.join(export_dir, "assets.extra", "tf_serving_warmup_requests")
+    assert os.path.isfile(path), f"{export_dir} has no warmup file"
+    assert warmup.warmup_path(export_dir) == path
+    loaded = tf.saved_model.load(export_dir)  # as TF Serving loads it
+    logs = warmup.read_warmup_requests(export_dir)
+    assert 0 < len(logs) <= warmup.MAX_WARMUP_RECORDS
+    assert all(log.WhichOneof("log_type") == "predict_log" for log in logs)
+    requests = [log.predict_log.request for log in logs]
+    assert sorted(r.model_spec.signature_name for r in requests) == sorted(loaded.signatures)
+    candidates = None if eval_images is None else np.round(np.asarray(eval_images) * 255).astype(np.uint8)
+    batches = {}
+    for request in requests:
+        signature = request.model_spec.signature_name
+        assert request.model_spec.name == ""  # TF Serving fills in the servable it loads
+        specs = loaded.signatures[signature].structured_input_signature[1]
+        assert set(request.inputs) == set(specs), signature
+        inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+        batches[signature] = _request_batch(inputs)
+        for name, value in inputs.items():
+            where = (export_dir, signature, name)
+            assert tf.as_dtype(request.inputs[name].dtype) == specs[name].dtype, where
+            assert specs[name].shape.is_compatible_with(value.shape), where
+            if name in (sig.NUM_INPUT, sig.SEED_INPUT):
+                assert value.shape == () and value.dtype == np.int32, where
+            if name not in (sig.IMAGE_BYTES_INPUT, sig.IMAGES_INPUT):
+                continue
+            pixels = _warmup_images(name, value)
+            if examples is not None:  # lossless PNGs, or the floats themselves
+                if name == sig.IMAGES_INPUT:
+                    np.testing.assert_array_equal(value, examples[:len(value)], err_msg=str(where))
+                np.testing.assert_array_equal(pixels, np.round(examples[:len(value)] * 255).astype(np.uint8))
+            if candidates is not None:  # real eval images, not made-up pixels
+                assert pixels.shape[1:] == candidates.shape[1:], (where, pixels.shape, candidates.shape)
+                for image in pixels:
+                    assert np.any(np.all(candidates == image, axis=(1, 2, 3))), (where, "not an eval image")
+
+    outputs = warmup.replay_warmup_requests(export_dir)
+    assert set(outputs) == set(loaded.signatures)
+    for signature, result in outputs.items():
+        for name, value in result.items():
+            assert value.shape[0] == batches[signature], (export_dir, signature, name, value.shape)
+    return outputs
+
+
+def transformed_eval_images(config) -> np.ndarray:
+    """The transformed eval split's images (float [M, H, W, C]) of the latest run of `config`'s pipeline.
+
+    They are what the Trainer's eval preview, and so the pushed model's warmup requests, are drawn
+    from; found through ML Metadata (the Transform's transform_graph and transformed_examples).
+    """
+    import tensorflow_transform as tft
+
+    from pipelines import local_runner
+    from trainer_modules import contract
+
+    store = local_runner.open_store(config)
+    outputs = local_runner.output_artifacts(
+        store, local_runner.latest_run_executions(store, config.pipeline_name)["Transform"].id)
+    spec = tft.TFTransformOutput(outputs["transform_graph"][0].uri).transformed_feature_spec()
+    spec = {contract.IMAGE_KEY: spec[contract.IMAGE_KEY]}
+    files = tf.io.gfile.glob(os.path.join(outputs["transformed_examples"][0].uri, f"Split-{contract.EVAL_SPLIT}", "*"))
+    records = list(tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator())
+    assert records, f"no transformed eval examples in {files}"
+    return tf.io.parse_example(records, spec)[contract.IMAGE_KEY].numpy()
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -69,32 +165,7 @@ def test_warmup_file_matches_signatures_and_replays(family, transformed_data, tm
     examples = FAMILIES[family](transformed_data, export_dir)
     path = warmup.add_warmup(export_dir, examples)
     assert path == os.path.join(export_dir, "assets.extra", "tf_serving_warmup_requests")
-
-    loaded = tf.saved_model.load(export_dir)
-    logs = warmup.read_warmup_requests(export_dir)
-    assert 0 < len(logs) <= warmup.MAX_WARMUP_RECORDS
-    requests = [log.predict_log.request for log in logs]
-    assert all(log.WhichOneof("log_type") == "predict_log" for log in logs)
-    assert sorted(r.model_spec.signature_name for r in requests) == sorted(loaded.signatures)
-    for request in requests:
-        assert request.model_spec.name == ""  # TF Serving fills in the servable it loads
-        specs = loaded.signatures[request.model_spec.signature_name].structured_input_signature[1]
-        assert set(request.inputs) == set(specs)
-        for name, proto in request.inputs.items():
-            value = tf.make_ndarray(proto)
-            assert tf.as_dtype(proto.dtype) == specs[name].dtype, (request.model_spec.signature_name, name)
-            assert specs[name].shape.is_compatible_with(value.shape), (request.model_spec.signature_name, name)
-            if name == sig.IMAGE_BYTES_INPUT:  # lossless PNGs of the examples
-                decoded = np.stack([tf.io.decode_png(png).numpy() for png in value])
-                np.testing.assert_array_equal(decoded, np.round(examples[:len(value)] * 255).astype(np.uint8))
-            if name in (sig.NUM_INPUT, sig.SEED_INPUT):
-                assert value.shape == () and value.dtype == np.int32
-
-    outputs = warmup.replay_warmup_requests(export_dir)
-    assert set(outputs) == set(loaded.signatures)
-    for name, result in outputs.items():
-        for key, value in result.items():
-            assert value.shape[0] >= 1, (name, key)
+    check_warmup_file(export_dir, examples)
 
 
 def test_latent_and_sample_values(tmp_path):

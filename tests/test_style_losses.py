@@ -28,13 +28,31 @@ def _has_network(host="storage.googleapis.com") -> bool:
 
 
 def test_gram_known_answers():
-    # Read with the first axis as channels (the course's einsum('cij,dij->cd')).
-    np.testing.assert_allclose(tf.einsum("cij,dij->cd", EXAMPLE, EXAMPLE), [[30, 70], [70, 174]])
+    # Read with the first axis as channels (the course's einsum('cij,dij->cd')): one image [1, C=2, H=2, W=2],
+    # channel 0 is 1,2,3,4 and channel 1 is 5,6,7,8.
+    gram = style_losses.gram_matrix(EXAMPLE[None], data_format="channels_first")
+    assert gram.shape == (1, 2, 2)
+    np.testing.assert_allclose(gram[0] * 4, [[30, 70], [70, 174]])  # before normalising by H*W = 4
+    np.testing.assert_allclose(gram[0], [[7.5, 17.5], [17.5, 43.5]])
     # Read channels-last as one image [1, H=2, W=2, C=2]: channel 0 is 1,3,5,7 and channel 1 is 2,4,6,8.
     gram = style_losses.gram_matrix(EXAMPLE[None])
     assert gram.shape == (1, 2, 2)
     np.testing.assert_allclose(gram[0] * 4, [[84, 100], [100, 120]])  # normalised by H*W = 4
     np.testing.assert_allclose(gram[0], [[21, 25], [25, 30]])
+
+
+def test_gram_channels_first_is_channels_last_transposed():
+    features = tf.random.stateless_uniform([2, 3, 5, 4], seed=[5, 6])  # [B, H, W, C]
+    np.testing.assert_allclose(
+        style_losses.gram_matrix(tf.transpose(features, [0, 3, 1, 2]), data_format=style_losses.CHANNELS_FIRST),
+        style_losses.gram_matrix(features, data_format=style_losses.CHANNELS_LAST), rtol=1e-6)
+
+
+def test_gram_rejects_unknown_layouts():
+    with pytest.raises(ValueError, match="data_format must be 'channels_last' or 'channels_first', got 'NCHW'"):
+        style_losses.gram_matrix(EXAMPLE[None], data_format="NCHW")
+    with pytest.raises(ValueError, match="rank 4 with a batch axis"):
+        style_losses.gram_matrix(EXAMPLE)
 
 
 def test_gram_normalises_by_locations_not_channels():
@@ -47,8 +65,11 @@ def test_content_loss_known_answer():
     target = tf.constant([[2.0, 2.0], [2.0, 2.0]])[None, ..., None]
     assert float(style_losses.content_loss([content], [target])) == pytest.approx(3.0)
     assert float(style_losses.content_loss(content, target)) == pytest.approx(3.0)  # one layer, no list
-    # Summed over content layers.
-    assert float(style_losses.content_loss([content, content], [target, target])) == pytest.approx(6.0)
+    # Averaged over content layers, as the style loss is over style layers: layer losses 3 and 3 give 3
+    # (a sum would give 6), 3 and 0 give 1.5.
+    assert float(style_losses.content_loss([content, content], [target, target])) == pytest.approx(3.0)
+    assert float(style_losses.content_loss([content, target], [target, target])) == pytest.approx(1.5)
+    np.testing.assert_allclose(style_losses.content_loss_per_image([content, target], [target, target]), [1.5])
 
 
 def test_batches_average_per_image_losses():

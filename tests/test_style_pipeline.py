@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 
 from pipelines import cli, local_runner, style_pipeline
 from serving import signatures as sig
+from test_serving_warmup import check_warmup_file, transformed_eval_images
 
 
 def write_content_folder(root, count=24, seed=0):
@@ -75,6 +76,17 @@ def test_style_pipeline_trains_scores_and_pushes(style_run):
     image = np.random.default_rng(1).uniform(size=(1, 45, 70, 3)).astype(np.float32)
     out = loaded.signatures[sig.STYLIZE](**{sig.IMAGES_INPUT: tf.constant(image)})[sig.IMAGES_OUTPUT]
     assert out.shape == (1, 45, 70, 3)
+
+
+def test_pushed_stylizer_carries_warmup_requests_from_eval_images(style_run):
+    """TF Serving replays assets.extra/tf_serving_warmup_requests at load: `stylize`, `stylize_bytes`
+    and `serving_default`, their images the run's own eval content images (as the Transform wrote them)."""
+    summary = style_run["summary"]
+    replayed = check_warmup_file(summary["pushed_model"], eval_images=transformed_eval_images(style_run["config"]))
+    assert set(replayed) == {sig.STYLIZE, sig.STYLIZE_BYTES, sig.SERVING_DEFAULT}
+    size = style_run["config"].image_size
+    for signature, outputs in replayed.items():
+        assert outputs[sig.IMAGES_OUTPUT].shape[1:] == (size, size, 3), signature
 
 
 def test_thresholds_with_random_vgg_weights_are_not_blessed(style_run):

@@ -144,6 +144,11 @@ def stylize(content, style, extractor: style_losses.StyleContentExtractor, steps
     max_dim. The output has the (capped) content image's size. The learning rate follows
     ExponentialDecay(learning_rate, decay_steps, decay_rate) -- large steps first, fine ones at the
     end -- and the pixels are clipped to [0, 255] after every step, so the result is always an image.
+
+    The total loss need not fall from the first step: Adam's first steps move nearly every pixel by
+    about the learning rate (20 grey levels by default) however small its gradient, which raises the
+    total variation of a smooth content image; it comes down once Adam's averaged gradients shrink
+    the steps (benchmarks/README.md, `style_transfer.py`, has measurements).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")

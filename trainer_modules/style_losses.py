@@ -91,15 +91,28 @@ def vgg_preprocess(images: tf.Tensor) -> tf.Tensor:
     return tf.reverse(images, axis=[-1]) - tf.constant(IMAGENET_MEAN_BGR, tf.float32)
 
 
-def gram_matrix(features: tf.Tensor) -> tf.Tensor:
-    """Channel correlations [B, C, C] of features [B, H, W, C], divided by the H*W locations.
+CHANNELS_LAST = "channels_last"  # [B, H, W, C]: Keras's layout, VGG19's features
+CHANNELS_FIRST = "channels_first"  # [B, C, H, W]: the course's einsum('cij,dij->cd') worked example
 
-    Dividing by the locations makes a style image's Grams comparable across image sizes.
+
+def gram_matrix(features: tf.Tensor, data_format: str = CHANNELS_LAST) -> tf.Tensor:
+    """Channel correlations [B, C, C] of features, divided by the H*W locations.
+
+    `data_format` says where the channels are, as in Keras layers: "channels_last" reads
+    [B, H, W, C] (VGG19's features), "channels_first" reads [B, C, H, W]. Dividing by the locations
+    makes a style image's Grams comparable across image sizes.
     """
     features = tf.convert_to_tensor(features, tf.float32)
-    gram = tf.einsum("bijc,bijd->bcd", features, features)
+    if features.shape.rank is not None and features.shape.rank != 4:
+        raise ValueError(f"gram_matrix expects features of rank 4 with a batch axis, got shape {features.shape}")
     shape = tf.shape(features)
-    return gram / tf.cast(shape[1] * shape[2], tf.float32)
+    if data_format == CHANNELS_LAST:
+        gram, locations = tf.einsum("bijc,bijd->bcd", features, features), shape[1] * shape[2]
+    elif data_format == CHANNELS_FIRST:
+        gram, locations = tf.einsum("bcij,bdij->bcd", features, features), shape[2] * shape[3]
+    else:
+        raise ValueError(f"data_format must be {CHANNELS_LAST!r} or {CHANNELS_FIRST!r}, got {data_format!r}")
+    return gram / tf.cast(locations, tf.float32)
 
 
 class StyleContentExtractor:
@@ -144,9 +157,11 @@ def _check_pairs(name: str, values: List, targets: List):
 
 
 def content_loss_per_image(features: Tensors, targets: Tensors) -> tf.Tensor:
-    """[B]: per image 0.5 * sum of squared feature differences, summed over the content layers.
+    """[B]: per image 0.5 * sum of squared feature differences, averaged over the content layers.
 
-    Targets may have batch 1 (one content image for every image) or the batch of `features`.
+    Averaged as the style term is over its layers (the course divides by NUM_CONTENT_LAYERS), so
+    the default single block5_conv2 gives the plain value. Targets may have batch 1 (one content
+    image for every image) or the batch of `features`.
     """
     features, targets = _as_list(features), _as_list(targets)
     _check_pairs("content_loss", features, targets)
@@ -154,7 +169,7 @@ def content_loss_per_image(features: Tensors, targets: Tensors) -> tf.Tensor:
     for value, target in zip(features, targets):
         squared = tf.square(tf.convert_to_tensor(value, tf.float32) - tf.convert_to_tensor(target, tf.float32))
         per_layer.append(0.5 * tf.reduce_sum(tf.reshape(squared, [tf.shape(squared)[0], -1]), axis=1))
-    return tf.add_n(per_layer)
+    return tf.add_n(per_layer) / float(len(per_layer))
 
 
 def content_loss(features: Tensors, targets: Tensors) -> tf.Tensor:

@@ -159,7 +159,7 @@ def perceptual_loss(extractor, styled, content_pixels, style_grams, weights) -> 
     """{loss, content, style, tv} of a batch of stylized images, each term a mean over the batch.
 
     Per image the terms are style_losses' own: content = 0.5 * sum of squared feature differences
-    (summed over content layers), style = mean squared Gram difference averaged over style layers,
+    (averaged over content layers), style = mean squared Gram difference averaged over style layers,
     tv = tf.image.total_variation; a batch averages them over its images, so the loss does not grow
     with the batch size. `loss` is their StyleWeights combination.
     """

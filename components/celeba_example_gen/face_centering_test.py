@@ -40,6 +40,26 @@ def test_side_follows_eye_and_mouth_distances():
     np.testing.assert_allclose([(left + right) / 2 - 0.5, (top + bottom) / 2 - 0.5], centre)
 
 
+@pytest.mark.parametrize("elongation, eye_shift", [(1.0, 0.0), (1.2, 10 / 11), (1.4, 5 / 3), (0.8, 10 / 9)])
+def test_one_scale_for_two_distances_moves_the_eyes_of_faces_with_other_proportions(elongation, eye_shift):
+    """One scale cannot fit the eye distance and the eye-to-mouth distance of every face: the face
+    centre always lands on the template's, the eyes move by half the mismatch. A face whose
+    eye-to-mouth distance is 40% longer (relative to its eye distance) than the template's has its
+    eye centre 5/3 px higher and each eye 5/3 px nearer the middle, of 64."""
+    points = fixture_lib.face_points(1.9, (89, 120))
+    eyes = (points[fc.LEFT_EYE] + points[fc.RIGHT_EYE]) / 2
+    lower = [fc.NOSE, fc.LEFT_MOUTH, fc.RIGHT_MOUTH]
+    points[lower, 1] = eyes[1] + (points[lower, 1] - eyes[1]) * elongation
+    mapped = fc.map_points(points, fc.face_box(points))
+    centre = (fc.eye_centre(mapped) + fc.mouth_centre(mapped)) / 2
+    np.testing.assert_allclose(centre, fc.TEMPLATE_FACE_CENTRE, atol=1e-9)
+    eye_offset = fc.eye_centre(mapped) - fc.eye_centre(fc.TEMPLATE)
+    assert eye_offset[0] == pytest.approx(0.0, abs=1e-9)
+    assert abs(eye_offset[1]) == pytest.approx(eye_shift)
+    spread = (mapped[fc.RIGHT_EYE, 0] - mapped[fc.LEFT_EYE, 0]) - fc.TEMPLATE_EYE_DISTANCE
+    assert abs(spread) / 2 == pytest.approx(eye_shift)
+
+
 def test_center_box_is_the_course_crop():
     assert fc.center_box() == (25.0, 45.0, 153.0, 173.0)
     points = np.array(CELEBA_MEAN_FACE, float).reshape(5, 2)

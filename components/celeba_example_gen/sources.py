@@ -129,7 +129,7 @@ def layout_help(data_dir: str) -> str:
         f"  {data_dir}/{ATTRIBUTES_FILE}  (optional: adds the 40 attributes)\n"
         f"or a TFDS-prepared {TFDS_NAME!r} under {data_dir}/{TFDS_NAME}/ "
         f"(tfds.builder({TFDS_NAME!r}, data_dir={data_dir!r}).download_and_prepare() where network access "
-        f"allows, or download=True)."
+        f"allows; `genpipe run faces --tfds-download` or CelebAExampleGen(download=True) do that in the run)."
     )
 
 
