@@ -353,10 +353,26 @@ def cmd_list(out=None) -> int:
     return 0
 
 
+def fetch_vgg_weights(config: config_lib.RunConfig, out) -> None:
+    """A local style run on Keras's ImageNet VGG19 gets the weights before anything runs.
+
+    Keras keeps them in ~/.keras/models/, where the Trainer and evaluator then find them; without a
+    network (and no cached copy) the run stops here, saying what to pass, instead of in the Trainer
+    after the data components have run.
+    """
+    if config.pipeline != "style" or config.vgg_weights != "imagenet":
+        return
+    from trainer_modules import style_losses
+
+    print("VGG19 ImageNet weights (Keras's cache, or downloaded once) ...", file=out, flush=True)
+    style_losses.load_vgg19(style_losses.VGG_IMAGENET)
+
+
 def cmd_run(args, out=None) -> int:
     out = out or sys.stdout
     config = config_from_args(args)
     from pipelines import local_runner
+    fetch_vgg_weights(config, out)
 
     failed = None
     try:

@@ -28,6 +28,7 @@ the server's PNGs are written as they are, under the name of the float image out
 output_filter; over REST the client drops it). Errors are ValueError, FileNotFoundError or serving.client.ServingError,
 which `genpipe` prints as `genpipe: error: ...` with exit code 2.
 """
+import contextlib
 import os
 import sys
 from collections import OrderedDict
@@ -302,6 +303,17 @@ def write_outputs(outputs: dict, stems, out_dir: str, png_name=None) -> list:
     return written
 
 
+@contextlib.contextmanager
+def _naming_the_signature(args):
+    """Local errors about the request name the model, version and signature, as the server's do."""
+    try:
+        yield
+    except ValueError as error:
+        if str(error).startswith(_describe(args)):
+            raise
+        raise ValueError(f"{_describe(args)}: {error}") from None
+
+
 def run(args, out=None) -> int:
     """Runs `genpipe predict` with parsed args: one request (or several batches), outputs into --out-dir."""
     out = out or sys.stdout
@@ -311,10 +323,15 @@ def run(args, out=None) -> int:
         info = client.signature_info(args.model, args.signature, args.version)
         output_filter, png_name = png_plan(info)
         latent = args.latent is not None or (_sampling(args) and not _takes_num_and_seed(info))
-        if latent:
-            name, points, stems = latent_request(args, info)
-        elif args.inputs:
-            name = choose_input(info, args.input_name)
+        with _naming_the_signature(args):  # every request is checked before --out-dir is made
+            if latent:
+                name, points, stems = latent_request(args, info)
+            elif args.inputs:
+                name = choose_input(info, args.input_name)
+                batches = list(image_batches(args.inputs, name, info.inputs[name]))
+            else:
+                seed = args.seed or 0
+                request = sample_request(info, args.num or 1, seed)
         os.makedirs(args.out_dir, exist_ok=True)
         written = []
         if latent:
@@ -322,15 +339,14 @@ def run(args, out=None) -> int:
                                              version=args.version, output_filter=output_filter)
             written += write_outputs(outputs, stems, args.out_dir, png_name)
         elif not args.inputs:
-            seed = args.seed or 0
-            outputs = client.predict(args.model, args.signature, sample_request(info, args.num or 1, seed),
-                                     version=args.version, output_filter=output_filter)
+            outputs = client.predict(args.model, args.signature, request, version=args.version,
+                                     output_filter=output_filter)
             count = len(next(iter(outputs.values()), []))
             written += write_outputs(outputs, [f"sample-s{seed}-{i:04d}" for i in range(count)], args.out_dir,
                                      png_name)
         else:
             used = set()
-            for paths, batch in image_batches(args.inputs, name, info.inputs[name]):
+            for paths, batch in batches:
                 outputs = client.predict_batched(args.model, args.signature, {name: batch},
                                                  batch_size=args.batch_size, version=args.version,
                                                  output_filter=output_filter)

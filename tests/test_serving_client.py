@@ -392,6 +392,24 @@ def test_cli_predict_errors(argv, message, grpc_server, tmp_path, capsys):
     assert err.startswith("genpipe: error: ") and message in err
 
 
+def test_cli_predict_request_errors_name_the_signature_and_write_nothing(grpc_server, tmp_path, capsys):
+    """Requests the signature cannot take are refused before --out-dir exists, naming model, version and
+    signature as the server's own errors do."""
+    (image,) = _write_pngs(tmp_path / "in", 1)
+    out_dir = tmp_path / "out"
+    for argv, message in [
+        (["--model", GAN_MODEL, "--signature", sig.SAMPLE, str(image)], "takes num and seed, not images"),
+        (["--model", GAN_MODEL, "--signature", sig.SAMPLE, "--input-name", "pixels", str(image)],
+         "--input-name 'pixels' is not an input of signature 'sample'"),
+    ]:
+        assert cli.main(["predict", "--server", grpc_server.address, "--retries", "0", "--out-dir", str(out_dir),
+                         *argv]) == 2
+        err = capsys.readouterr().err
+        assert f"genpipe: error: model {GAN_MODEL!r} (latest version) signature 'sample' at " in err, err
+        assert message in err
+        assert not out_dir.exists()
+
+
 def _latent_points(num, seed, point_shape=(LATENT_DIM,)):
     """The points `genpipe predict --num N --seed S` draws for a latent signature, as its docs say."""
     return np.random.Generator(np.random.PCG64(seed)).standard_normal((num, *point_shape)).astype(np.float32)

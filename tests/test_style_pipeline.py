@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 from pipelines import cli, local_runner, style_pipeline
 from serving import signatures as sig
 from test_serving_warmup import check_warmup_file, transformed_eval_images
+from test_style_losses import _has_network
 
 
 def write_content_folder(root, count=24, seed=0):
@@ -106,3 +107,16 @@ def test_style_flags_are_checked_before_anything_runs(tmp_path, capsys):
     assert cli.main(["run", "style", "--data-dir", str(tmp_path), "--style-image", style,
                      "--vgg-weights", str(tmp_path / "missing.h5")]) == 2
     assert "--vgg-weights" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    os.path.exists(os.path.expanduser("~/.keras/models/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"))
+    or _has_network(), reason="the ImageNet VGG19 weights are cached or can be downloaded")
+def test_a_run_on_imagenet_weights_it_cannot_get_stops_before_anything_runs(tmp_path, capsys):
+    write_content_folder(str(tmp_path / "content"), count=2)
+    write_style_image(str(tmp_path / "starry.png"))
+    assert cli.main(["run", "style", "--style-image", str(tmp_path / "starry.png"), "--data-dir",
+                     str(tmp_path / "content"), "--pipeline-root", str(tmp_path / "style")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot get the ImageNet VGG19 weights" in err and "--vgg-weights PATH" in err
+    assert not (tmp_path / "style").exists()

@@ -34,7 +34,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from components.celeba_example_gen import face_centering, sources
 from components.celeba_example_gen.centering_stage import (
     METRICS_NAMESPACE, REJECTS_TAG, CenterFacesInShard, Shard, count_planned_reject, examples_counter,
-    padded_counter,
+    padded_counter, rejects_counter,
 )
 
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
@@ -162,8 +162,15 @@ def check_accounting(
     """Examples per split; checks that every candidate (`sizes`, per split) became exactly one example or reject.
 
     `planned_rejects` were found before the pipeline ran (and are in `rejects` too); `counters` are
-    the pipeline's (`examples_counter(split)`), empty if the runner reports none.
+    the pipeline's (`examples_counter(split)`, `rejects_counter(reason)`), empty if the runner
+    reports none. The rejects counted per reason must be the rejects listed per reason.
     """
+    if any(name.startswith(rejects_counter("")) for name in counters):
+        listed = collections.Counter(rejects_counter(reject.reason) for reject in rejects)
+        counted = {name: count for name, count in counters.items() if name.startswith(rejects_counter("")) and count}
+        if counted != dict(listed):
+            raise RuntimeError(f"the rejects counted per reason {counted} are not the rejects listed per reason "
+                               f"{dict(listed)}")
     pipeline_rejects = collections.Counter(reject.split for reject in rejects)
     pipeline_rejects.subtract(reject.split for reject in planned_rejects)
     derived = {split: sizes[split] - pipeline_rejects[split] for split in sizes}

@@ -170,6 +170,23 @@ def test_rejects_are_counted_and_listed_with_reasons(celeba, face_run):
     assert rejects.get_float_custom_property(executor_lib.MAX_REJECT_FRACTION_PROPERTY) == LENIENT
 
 
+def test_reject_counters_must_match_the_rejects_listed():
+    """The Beam counters per reason are checked against the rejects file: a reject counted but not
+    written (or written twice) fails the ExampleGen instead of going unnoticed."""
+    rejects = [sources.Reject("1.jpg", "train", face_centering.CORRUPT_IMAGE, ""),
+               sources.Reject("2.jpg", "eval", face_centering.CORRUPT_IMAGE, ""),
+               sources.Reject("3.jpg", "train", face_centering.TRUNCATED_IMAGE, "")]
+    sizes = {"train": 5, "eval": 2, "test": 0}
+    counters = {centering_stage.examples_counter("train"): 3, centering_stage.examples_counter("eval"): 1,
+                centering_stage.rejects_counter(face_centering.CORRUPT_IMAGE): 2,
+                centering_stage.rejects_counter(face_centering.TRUNCATED_IMAGE): 1,
+                centering_stage.rejects_counter(face_centering.WRONG_SIZE): 0}
+    assert executor_lib.check_accounting(sizes, [], rejects, counters) == {"train": 3, "eval": 1, "test": 0}
+    counters[centering_stage.rejects_counter(face_centering.TRUNCATED_IMAGE)] = 2
+    with pytest.raises(RuntimeError, match="rejects counted per reason .* are not the rejects listed"):
+        executor_lib.check_accounting(sizes, [], rejects, counters)
+
+
 def test_center_crop_reproduces_the_course_crop(celeba, tmp_path):
     examples, rejects = run_executor(tmp_path, celeba.root, crop="center", max_reject_fraction=LENIENT)
     assert examples.get_string_custom_property(executor_lib.CROP_PROPERTY) == "center"
