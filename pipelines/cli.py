@@ -22,6 +22,7 @@ PIPELINES = {
 
 
 # Flags that only some pipelines read: given to another, they are an error rather than ignored.
+# RunConfig fields first, then the Trainer options (MODEL_OPTIONS) that go to RunConfig.model_options.
 PIPELINE_FLAGS = {
     "noise_factor": ("denoise",),
     "latent_dim": ("vae", "gan", "faces"),
@@ -38,7 +39,18 @@ PIPELINE_FLAGS = {
     "vgg_weights": ("style",),
     "image_size": ("style",),
     "gatys_steps": ("style",),
+    "kl_weight": ("vae",),
+    "label_smoothing": ("gan", "faces"),
+    "d_steps": ("gan", "faces"),
+    "adam_beta_1": ("gan", "faces"),
+    "adam_beta_2": ("gan", "faces"),
+    "stop_on_collapse": ("gan", "faces", "vae"),
+    "content_weight": ("style",),
+    "style_weight": ("style",),
+    "tv_weight": ("style",),
 }
+MODEL_OPTIONS = ("kl_weight", "label_smoothing", "d_steps", "adam_beta_1", "adam_beta_2", "stop_on_collapse",
+                 "content_weight", "style_weight", "tv_weight")
 
 
 def _load(target: str):
@@ -301,29 +313,15 @@ def config_from_args(args) -> config_lib.RunConfig:
         "accelerator_type": args.accelerator_type,
         "accelerator_count": args.accelerator_count,
     }
+    model_options = {key: getattr(args, key) for key in MODEL_OPTIONS if getattr(args, key) is not None}
     for key, pipelines in PIPELINE_FLAGS.items():
-        if overrides[key] is not None and args.pipeline not in pipelines:
+        given = model_options.get(key) if key in MODEL_OPTIONS else overrides[key]
+        if given is not None and args.pipeline not in pipelines:
             raise ValueError(f"--{key.replace('_', '-')} applies to {', '.join(pipelines)}, not {args.pipeline}")
     variant = args.variant or preset.variant
     preset = dataclasses.replace(preset, **config_lib.VARIANT_DEFAULTS.get((args.pipeline, variant), {}))
     config = dataclasses.replace(preset, **{k: v for k, v in overrides.items() if v is not None})
-    model_options = {
-        "kl_weight": (args.kl_weight, ("vae",)),
-        "label_smoothing": (args.label_smoothing, ("gan",)),
-        "d_steps": (args.d_steps, ("gan",)),
-        "adam_beta_1": (args.adam_beta_1, ("gan",)),
-        "adam_beta_2": (args.adam_beta_2, ("gan",)),
-        "stop_on_collapse": (args.stop_on_collapse, ("gan", "vae")),
-        "content_weight": (args.content_weight, ("style",)),
-        "style_weight": (args.style_weight, ("style",)),
-        "tv_weight": (args.tv_weight, ("style",)),
-    }
-    for key, (value, families) in model_options.items():
-        if value is None:
-            continue
-        if config.family not in families:
-            raise ValueError(f"--{key.replace('_', '-')} applies to {', '.join(families)}, not {args.pipeline}")
-        config.model_options = {**config.model_options, key: value}
+    config.model_options = {**config.model_options, **model_options}
     if args.thresholds:
         config.thresholds = config_lib.apply_thresholds(config.thresholds, args.thresholds)
     config.beam_args = list(args.beam_args)

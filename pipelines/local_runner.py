@@ -22,8 +22,6 @@ from pipelines.config import RunConfig
 _RUNNING = re.compile(r"Component (\S+) is running\.")
 _FINISHED = re.compile(r"Component (\S+) is finished\.")
 _CACHED = re.compile(r"A cached execution (\d+) is used\.")
-# Classifier-FD from fewer generated images than this (the evaluator's default) is biased upward.
-RECOMMENDED_SAMPLES = 2000
 STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}  # COMPLETE, CACHED, FAILED, ...
 _ALARM = re.compile(r"((mode|posterior)-collapse alarm .*|stop_on_collapse: .*)")  # trainer_modules/collapse.py, shown as it happens
 
@@ -324,6 +322,8 @@ def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
 
 def format_summary(summary: dict) -> str:
     """The human-readable end of `genpipe run`."""
+    from components.generative_evaluator.executor import SAMPLE_DEFAULTS
+
     lines = [f"\n== {summary['pipeline']} summary =="]
     for node, state in summary["components"].items():
         lines.append(f"  {node:<32} {state}")
@@ -366,8 +366,9 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  domain classifier: eval accuracy {classifier.get('test_accuracy', float('nan')):.4f} "
                      f"(needs {classifier.get('min_accuracy')}; {trust})")
     generated = (summary["metrics"] or {}).get("num_generated")
-    if generated is not None and generated < RECOMMENDED_SAMPLES:
-        lines.append(f"  note: classifier-FD from {generated} generated images (fewer than {RECOMMENDED_SAMPLES:,}) "
+    recommended = SAMPLE_DEFAULTS["num_samples"]  # classifier-FD from fewer samples is biased upward
+    if generated is not None and generated < recommended:
+        lines.append(f"  note: classifier-FD from {generated} generated images (fewer than {recommended:,}) "
                      "is biased upward; compare it only between runs with the same --num-samples")
     reference = summary.get("real_images") or {}
     if "sample_coverage" in reference:

@@ -87,6 +87,13 @@ def sample_request(info: client_lib.SignatureInfo, num: int, seed: int) -> dict:
     return {sig.NUM_INPUT: np.int32(num), sig.SEED_INPUT: np.int32(seed)}
 
 
+def _named_input(info: client_lib.SignatureInfo, input_name: str) -> str:
+    if input_name not in info.inputs:
+        raise ValueError(f"--input-name {input_name!r} is not an input of signature {info.name!r}; "
+                         f"it takes {sorted(info.inputs)}")
+    return input_name
+
+
 def latent_input(info: client_lib.SignatureInfo, flag: str, input_name=None) -> str:
     """The input latent points feed: --input-name, the `latent` input, or the signature's only input.
 
@@ -94,10 +101,7 @@ def latent_input(info: client_lib.SignatureInfo, flag: str, input_name=None) -> 
     gave, for the error when the signature takes something else.
     """
     if input_name:
-        if input_name not in info.inputs:
-            raise ValueError(f"--input-name {input_name!r} is not an input of signature {info.name!r}; "
-                             f"it takes {sorted(info.inputs)}")
-        name = input_name
+        name = _named_input(info, input_name)
     elif sig.LATENT_INPUT in info.inputs:
         name = sig.LATENT_INPUT
     elif _takes_num_and_seed(info):
@@ -171,32 +175,23 @@ def _fits(shape, wanted) -> bool:
 
 
 def latent_request(args, info: client_lib.SignatureInfo):
-    """(input name, points [N, ...], stems) of a latent request: drawn with --num/--seed, or read from --latent.
-
-    Errors name the model, version and signature, as the server's do.
-    """
-    try:
-        if args.latent is not None:
-            name = latent_input(info, "--latent", args.input_name)
-            points = load_latent(args.latent, name, info.inputs[name])
-            stem = os.path.splitext(os.path.basename(args.latent))[0]
-        else:
-            name = latent_input(info, "--num/--seed", args.input_name)
-            seed = args.seed or 0
-            points = latent_draw(name, info.inputs[name], args.num or 1, seed)
-            stem = f"latent-s{seed}"
-    except ValueError as error:
-        raise ValueError(f"{_describe(args)}: {error}") from None
+    """(input name, points [N, ...], stems) of a latent request: drawn with --num/--seed, or read from --latent."""
+    if args.latent is not None:
+        name = latent_input(info, "--latent", args.input_name)
+        points = load_latent(args.latent, name, info.inputs[name])
+        stem = os.path.splitext(os.path.basename(args.latent))[0]
+    else:
+        name = latent_input(info, "--num/--seed", args.input_name)
+        seed = args.seed or 0
+        points = latent_draw(name, info.inputs[name], args.num or 1, seed)
+        stem = f"latent-s{seed}"
     return name, points, [f"{stem}-{i:04d}" for i in range(len(points))]
 
 
 def choose_input(info: client_lib.SignatureInfo, input_name=None) -> str:
     """The input the image files feed: --input-name, or the signature's only input."""
     if input_name:
-        if input_name not in info.inputs:
-            raise ValueError(f"--input-name {input_name!r} is not an input of signature {info.name!r}; "
-                             f"it takes {sorted(info.inputs)}")
-        return input_name
+        return _named_input(info, input_name)
     if _takes_num_and_seed(info):
         raise ValueError(f"signature {info.name!r} takes {sig.NUM_INPUT} and {sig.SEED_INPUT}, not images: "
                          "pass --num N [--seed S] instead of INPUT files")
@@ -222,7 +217,7 @@ def image_batches(paths, name: str, tensor: client_lib.TensorInfo):
             yield [path for path, _ in members], array
         return
     shape = tensor.shape
-    if tensor.dtype not in FLOAT_DTYPES or (shape is not None and len(shape) != 4):
+    if not _is_image(tensor):
         raise ValueError(f"input {name!r} is {tensor.dtype} of shape {_shape(shape)}, not images [N, H, W, C] "
                          "or encoded image bytes: image files cannot feed it")
     channels = shape[3] if shape is not None and shape[3] is not None else 3
@@ -309,8 +304,6 @@ def _naming_the_signature(args):
     try:
         yield
     except ValueError as error:
-        if str(error).startswith(_describe(args)):
-            raise
         raise ValueError(f"{_describe(args)}: {error}") from None
 
 

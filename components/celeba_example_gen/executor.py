@@ -165,12 +165,13 @@ def check_accounting(
     the pipeline's (`examples_counter(split)`, `rejects_counter(reason)`), empty if the runner
     reports none. The rejects counted per reason must be the rejects listed per reason.
     """
-    if any(name.startswith(rejects_counter("")) for name in counters):
-        listed = collections.Counter(rejects_counter(reject.reason) for reject in rejects)
-        counted = {name: count for name, count in counters.items() if name.startswith(rejects_counter("")) and count}
-        if counted != dict(listed):
+    reported = {name: count for name, count in counters.items() if name.startswith(rejects_counter(""))}
+    if reported:
+        counted = {name: count for name, count in reported.items() if count}
+        listed = dict(collections.Counter(rejects_counter(reject.reason) for reject in rejects))
+        if counted != listed:
             raise RuntimeError(f"the rejects counted per reason {counted} are not the rejects listed per reason "
-                               f"{dict(listed)}")
+                               f"{listed}")
     pipeline_rejects = collections.Counter(reject.split for reject in rejects)
     pipeline_rejects.subtract(reject.split for reject in planned_rejects)
     derived = {split: sizes[split] - pipeline_rejects[split] for split in sizes}
