@@ -50,12 +50,21 @@ clean-runs:
 
 # The container image compiled pipelines name (`genpipe compile PIPELINE --image $(IMAGE)`); see pipelines/Dockerfile.
 # For Artifact Registry: make push-image IMAGE=REGION-docker.pkg.dev/PROJECT/REPO/genpipe:TAG
+# `make image-gpu` builds the GPU variant (TensorFlow's CUDA wheels added) as $(GPU_IMAGE), for a Trainer on Vertex AI
+# Training with --accelerator-type NVIDIA_*.
 IMAGE ?= genpipe:latest
+GPU_IMAGE ?= $(IMAGE)-gpu
 
-.PHONY: image push-image
+.PHONY: image push-image image-gpu push-image-gpu
 
 image:
 	docker build -f pipelines/Dockerfile -t $(IMAGE) .
 
 push-image: image
 	docker push $(IMAGE)
+
+image-gpu:
+	docker build -f pipelines/Dockerfile --target gpu -t $(GPU_IMAGE) .
+
+push-image-gpu: image-gpu
+	docker push $(GPU_IMAGE)

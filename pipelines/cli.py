@@ -2,11 +2,12 @@
 Kubeflow Pipelines / Vertex AI, stylize images, and configure and call TF Serving."""
 import argparse
 import dataclasses
-import json
 import os
 import sys
+import time
 import warnings
 
+from components import files
 from pipelines import config as config_lib
 from serving.client import ServingError
 
@@ -166,8 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
         "compile", help="compile a pipeline for Kubeflow Pipelines / Vertex AI (KubeflowV2DagRunner)",
         description="Writes the pipeline definition (a PipelineJob JSON) of the same pipeline `genpipe run` runs, "
                     "with the same presets and flags, naming --image on every task. The data location, training "
-                    "steps, noise factor, style image and the Trainer/Transform settings are runtime parameters: "
-                    "set them per run with `genpipe submit FILE --param NAME=VALUE`. Reads no local data.")
+                    "steps, noise factor (denoise) and the Trainer/Transform settings are runtime parameters: set "
+                    "them per run with `genpipe submit FILE --param NAME=VALUE`. The dataset and the style image "
+                    "are not: they name the pipeline and its served model, so compile one file per style (style "
+                    "needs --style-image), and --dataset mnist or fashion_mnist for a data_dir to mean anything "
+                    "(mnist-sample is inside the image). Reads no local data.")
     add_pipeline_arguments(compile_)
     compile_.add_argument("--output", required=True, help="where the definition goes (.json or .yaml)")
     compile_.add_argument("--display-name", help="the pipeline's display name (default: the pipeline name)")
@@ -366,23 +370,50 @@ def fetch_vgg_weights(config: config_lib.RunConfig, out) -> None:
     style_losses.load_vgg19(style_losses.VGG_IMAGENET)
 
 
+def _summarise_stopped_run(args, config, error: BaseException, started: float, out) -> None:
+    """A run that stopped outside its components replaces the previous run's summaries with its own.
+
+    It goes to --summary and, where the pipeline root exists, to the root's last_run_summary.json, so
+    that whatever reads them (a cron job's report) does not take the previous run for this one.
+    """
+    from pipelines import local_runner
+
+    summary = local_runner.stopped_summary(
+        error, config.pipeline_name if config else args.pipeline, config.pipeline_root if config else None,
+        config.metadata_path if config else None, wall_seconds=time.time() - started)
+    paths = [os.path.abspath(args.summary)]
+    if config is not None and files.isdir(config.pipeline_root):
+        paths.append(os.path.join(config.pipeline_root, local_runner.SUMMARY_NAME))
+    for path in paths:
+        try:
+            local_runner.write_summary(summary, path)
+        except OSError as write_error:
+            print(f"genpipe: could not write the failure summary to {path}: {write_error}", file=sys.stderr)
+    print(f"  summary JSON: {paths[0]}", file=out)
+
+
 def cmd_run(args, out=None) -> int:
     out = out or sys.stdout
-    config = config_from_args(args)
-    from pipelines import local_runner
-    fetch_vgg_weights(config, out)
-
-    failed = None
+    started = time.time()
+    config = None
     try:
-        summary = local_runner.run_pipeline(config, _load(PIPELINES[args.pipeline]), out=out,
-                                            wait_for_lock=args.wait_for_lock)
-    except local_runner.PipelineRunFailed as error:
-        failed, summary = error, error.summary
+        config = config_from_args(args)
+        from pipelines import local_runner
+        fetch_vgg_weights(config, out)
+
+        failed = None
+        try:
+            summary = local_runner.run_pipeline(config, _load(PIPELINES[args.pipeline]), out=out,
+                                                wait_for_lock=args.wait_for_lock)
+        except local_runner.PipelineRunFailed as error:
+            failed, summary = error, error.summary
+    except Exception as error:
+        if args.summary:
+            _summarise_stopped_run(args, config, error, started, out)
+        raise
     print(local_runner.format_summary(summary), file=out)
     if args.summary:
-        os.makedirs(os.path.dirname(os.path.abspath(args.summary)), exist_ok=True)
-        with open(args.summary, "w") as f:
-            json.dump(summary, f, indent=2)
+        local_runner.write_summary(summary, args.summary)
         print(f"  summary JSON: {os.path.abspath(args.summary)}", file=out)
     if failed is not None:
         # Bad input (the components raise ValueError / FileNotFoundError naming the file) exits 2 as a
@@ -400,6 +431,10 @@ def cmd_compile(args, out=None) -> int:
     compiled = kubeflow_runner.compile_pipeline(config, _load(PIPELINES[args.pipeline]), image=args.image or "",
                                                 output=args.output, display_name=args.display_name or "")
     kubeflow_runner.describe(compiled, out)
+    if config.vertex_training and config.accelerator_type in config_lib.GPU_TYPES:
+        print(f"Note: the Trainer uses the {config.accelerator_type} GPUs only in the GPU build of the pipeline "
+              "image (`make image-gpu`, or docker build --target gpu: TensorFlow with its CUDA wheels); the default "
+              f"image trains on the CPU. --image {config.image} must be that build.", file=out)
     return 0
 
 

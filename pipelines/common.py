@@ -12,7 +12,7 @@ import serving
 import trainer_modules
 from components.mnist_example_gen import MnistExampleGen
 from components.mnist_example_gen import sources as mnist_sources
-from pipelines.config import CELEBA, IMAGE_FOLDER, RunConfig, code_fingerprint
+from pipelines.config import CELEBA, DEFAULT_GCP_REGION, IMAGE_FOLDER, RunConfig, code_fingerprint
 from trainer_modules import contract, preprocessing, training
 
 PREPROCESSING_FN = "trainer_modules.preprocessing.preprocessing_fn"
@@ -46,7 +46,7 @@ def input_fingerprint(config: RunConfig) -> str:
     if config.dataset == CELEBA:
         from components.celeba_example_gen import sources as celeba_sources
 
-        return celeba_sources.input_fingerprint(config.data_dir)
+        return celeba_sources.input_fingerprint(config.data_dir, crop=config.crop)
     if config.dataset == IMAGE_FOLDER:
         from components.image_folder_example_gen import sources as folder_sources
 
@@ -173,7 +173,7 @@ def vertex_training_config(config: RunConfig) -> dict:
     cloud = tfx.extensions.google_cloud_ai_platform
     return {
         cloud.ENABLE_VERTEX_KEY: True,
-        cloud.VERTEX_REGION_KEY: config.gcp_region,
+        cloud.VERTEX_REGION_KEY: config.gcp_region or DEFAULT_GCP_REGION,
         cloud.TRAINING_ARGS_KEY: {
             "project": config.gcp_project,
             "job_spec": {"worker_pool_specs": [{
@@ -279,10 +279,13 @@ def classifier_task(config: RunConfig) -> dict:
 
 
 def sample_config(config: RunConfig, value_range: str) -> dict:
-    """The GenerativeEvaluator's sample-metric settings for this run."""
+    """The GenerativeEvaluator's sample-metric settings for this run.
+
+    No seed: the samples it scores and its samples.png and interpolations.png grids are drawn from
+    its own fixed seed (executor.SAMPLE_DEFAULTS), so runs trained with different --seed compare.
+    """
     return {
         "num_samples": config.num_samples,
-        "seed": config.seed,
         "value_range": value_range,
         "min_classes": config.min_classes or None,
         "inception_weights": config.inception_weights,

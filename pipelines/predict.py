@@ -69,21 +69,37 @@ def _check_args(args):
             raise FileNotFoundError(f"input image {path} does not exist")
     if args.latent is not None and not os.path.isfile(args.latent):
         raise FileNotFoundError(f"latent file {args.latent} does not exist")
+    _check_out_dir(args.out_dir)
+
+
+def _check_out_dir(path: str):
+    """--out-dir must be a writable directory, or one that can be made (its nearest existing parent is)."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    what = f"--out-dir {path}" if existing == os.path.abspath(path) else f"--out-dir {path} cannot be made: {existing}"
+    if not os.path.isdir(existing):
+        raise ValueError(f"{what} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} is not writable")
 
 
 def _describe(args) -> str:
-    version = "latest version" if args.version is None else f"version {args.version}"
-    return f"model {args.model!r} ({version}) signature {args.signature!r} at {args.server}"
+    return client_lib.describe_request(args.server, args.model, args.version, args.signature)
 
 
 def _takes_num_and_seed(info: client_lib.SignatureInfo) -> bool:
     return {sig.NUM_INPUT, sig.SEED_INPUT} <= set(info.inputs)
 
 
-def sample_request(info: client_lib.SignatureInfo, num: int, seed: int) -> dict:
+def sample_request(info: client_lib.SignatureInfo, num: int, seed: int, input_name=None) -> dict:
+    """The num/seed request; --input-name, if given, must name one of those two inputs."""
     if not _takes_num_and_seed(info):
         raise ValueError(f"signature {info.name!r} takes {sorted(info.inputs)}, not {sig.NUM_INPUT} and "
                          f"{sig.SEED_INPUT}: --num/--seed only apply to sample signatures (e.g. {sig.SAMPLE!r})")
+    if input_name and _named_input(info, input_name) not in (sig.NUM_INPUT, sig.SEED_INPUT):
+        raise ValueError(f"--input-name {input_name!r}: --num/--seed feed the inputs {sig.NUM_INPUT} and "
+                         f"{sig.SEED_INPUT} of signature {info.name!r}, not {input_name!r}")
     return {sig.NUM_INPUT: np.int32(num), sig.SEED_INPUT: np.int32(seed)}
 
 
@@ -324,7 +340,7 @@ def run(args, out=None) -> int:
                 batches = list(image_batches(args.inputs, name, info.inputs[name]))
             else:
                 seed = args.seed or 0
-                request = sample_request(info, args.num or 1, seed)
+                request = sample_request(info, args.num or 1, seed, args.input_name)
         os.makedirs(args.out_dir, exist_ok=True)
         written = []
         if latent:

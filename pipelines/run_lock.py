@@ -13,6 +13,12 @@ Runs on different stores may still share a pipeline root (`--metadata FILE` with
 same `<root>/<component>/<output>/<execution id>/` folders. A run therefore also holds
 `<pipeline root>/pipeline-root.lock`, taken after the store's lock (always in that order, so two
 waiting runs cannot deadlock).
+
+Locks only keep such runs apart in time: one after the other they would still overwrite (and, when
+a component fails, TFX's cleanup deletes) each other's artifacts. So the first store that runs in a
+root owns it: `claim_root` records the store in `<pipeline root>/.genpipe-store` and refuses runs on
+any other store. A pipeline root on a remote file system (gs://...) cannot be flock'ed: it gets the
+store's lock and the owner file (through tf.io.gfile) only.
 """
 import contextlib
 import errno
@@ -24,7 +30,9 @@ import shlex
 import socket
 import sys
 import time
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
+
+from components import files
 
 LOCK_SUFFIX = ".lock"
 WAIT_FLAG = "--wait-for-lock"
@@ -161,8 +169,137 @@ def hold(metadata_path: str, pipeline_name: str, wait_seconds: Optional[float] =
 @contextlib.contextmanager
 def hold_run(metadata_path: str, pipeline_root: str, pipeline_name: str, wait_seconds: Optional[float] = None,
              out=None) -> Iterator[str]:
-    """Holds the store's lock, then the pipeline root's, for the body; yields the store lock's path."""
+    """Holds the store's lock, then the pipeline root's (a local one), for the body; yields the store lock's path."""
     with hold(metadata_path, pipeline_name, wait_seconds=wait_seconds, out=out) as path:
-        with hold(os.path.join(pipeline_root, ROOT_LOCK_NAME), pipeline_name, wait_seconds=wait_seconds, out=out,
-                  what="root"):
+        root_lock = contextlib.nullcontext() if files.is_remote(pipeline_root) else hold(
+            os.path.join(pipeline_root, ROOT_LOCK_NAME), pipeline_name, wait_seconds=wait_seconds, out=out,
+            what="root")
+        with root_lock:
             yield path
+
+
+STORE_MARKER = ".genpipe-store"  # <pipeline root>/.genpipe-store: {"metadata": "<the owning store's absolute path>"}
+
+
+class RootStoreError(ValueError):
+    """The pipeline root holds the artifacts of another ML Metadata store's runs."""
+
+
+def store_marker_path(pipeline_root: str) -> str:
+    return os.path.join(pipeline_root, STORE_MARKER)
+
+
+def root_store(pipeline_root: str) -> str:
+    """The store that owns the root, as its `.genpipe-store` says; "" when it has none."""
+    path = store_marker_path(pipeline_root)
+    try:
+        text = files.read_bytes(path).decode()
+    except FileNotFoundError:
+        return ""
+    try:
+        return json.loads(text)["metadata"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} should be JSON naming the ML Metadata store that owns the pipeline root, "
+                         f'{{"metadata": "/path/to/metadata.sqlite"}}; it holds {text[:200]!r}') from error
+
+
+def artifact_folder(pipeline_root: str) -> str:
+    """One `<root>/<component>/<output>/<execution id>` folder already in the root; "" when there is none."""
+    if not files.isdir(pipeline_root):
+        return ""
+    for node in sorted(files.listdir(pipeline_root)):
+        node_dir = os.path.join(pipeline_root, node)
+        if not files.isdir(node_dir):
+            continue
+        for key in sorted(files.listdir(node_dir)):
+            key_dir = os.path.join(node_dir, key)
+            if files.isdir(key_dir):
+                execution = next((n for n in sorted(files.listdir(key_dir)) if n.isdigit()), None)
+                if execution is not None:
+                    return os.path.join(key_dir, execution)
+    return ""
+
+
+def _same_store(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _foreign_store(pipeline_root: str, owner: str, metadata_path: str) -> RootStoreError:
+    marker = store_marker_path(pipeline_root)
+    moved = ""
+    if not os.path.exists(owner):
+        moved = (f" {owner} does not exist on this machine: if the store moved, put its new path in {marker}; if "
+                 f"it is gone, the root's artifacts belong to no store, so use another --pipeline-root.")
+    return RootStoreError(
+        f"the pipeline root {pipeline_root} holds the artifacts of runs on the ML Metadata store {owner} "
+        f"({marker} says so), not on this run's store {metadata_path}. Every store numbers its executions "
+        f"from 1, so runs of two stores in one root overwrite, and when a component fails delete, each other's "
+        f"artifacts; this run changed nothing. Rerun with --metadata {owner} to use the root's store, or give "
+        f"this store a root of its own with --pipeline-root DIR.{moved}")
+
+
+def _write_marker(pipeline_root: str, metadata_path: str, replace: bool = False) -> bool:
+    """Writes the owner file whole (temporary file, then rename); False when another run wrote one first
+    (and `replace` is False)."""
+    path = store_marker_path(pipeline_root)
+    text = json.dumps({"metadata": os.path.abspath(metadata_path)}) + "\n"
+    temporary = os.path.join(pipeline_root, f".{os.getpid()}.tmp{STORE_MARKER}")
+    if not files.is_remote(pipeline_root):  # the root's lock keeps other runs out meanwhile
+        os.makedirs(pipeline_root, exist_ok=True)
+        with open(temporary, "w") as f:
+            f.write(text)
+        os.replace(temporary, path)
+        return True
+    gfile = files.gfile()
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    gfile.makedirs(pipeline_root)
+    with gfile.GFile(temporary, "w") as f:
+        f.write(text)
+    try:
+        gfile.rename(temporary, path, overwrite=replace)
+    except tf.errors.OpError:
+        if not gfile.exists(path):
+            raise
+        gfile.remove(temporary)
+        return False
+    return True
+
+
+def check_root(pipeline_root: str, metadata_path: str, recorded_here: Callable[[], bool]) -> bool:
+    """Raises RootStoreError when the run's store must not use the pipeline root; True when it owns it.
+
+    TFX writes a component's outputs to `<root>/<component>/<output>/<execution id>/` and every store
+    numbers its executions from 1, so the store named in `<root>/.genpipe-store` owns the root. A root
+    without that file that already holds such folders (from a genpipe that did not write the file)
+    may go to this store only when `recorded_here()` says the store recorded artifacts of this
+    pipeline under the root: a store that did not make the folders cannot tell which of them it would
+    overwrite. A root whose owner file names a store that does not exist, and that holds no such
+    folders, may go to this store.
+    """
+    owner = root_store(pipeline_root)
+    if owner and _same_store(owner, metadata_path):
+        return True
+    folder = artifact_folder(pipeline_root)
+    if owner and (os.path.exists(owner) or folder):
+        raise _foreign_store(pipeline_root, owner, metadata_path)
+    if not owner and folder and not recorded_here():
+        raise RootStoreError(
+            f"the pipeline root {pipeline_root} holds artifacts of earlier runs (e.g. {folder}) that this run's ML "
+            f"Metadata store {metadata_path} did not record, and no {STORE_MARKER} there names their store. Every "
+            f"store numbers its executions from 1, so this run would overwrite, and if a component fails delete, "
+            f"them; this run changed nothing. Rerun with --metadata PATH of the store those runs used (by default "
+            f"runs/metadata.sqlite; <pipeline root>/metadata.sqlite for runs given --pipeline-root alone), or use "
+            f"another --pipeline-root.")
+    return False
+
+
+def claim_root(pipeline_root: str, metadata_path: str, recorded_here: Callable[[], bool]) -> None:
+    """`check_root`, then records the run's store as the root's owner; called holding the locks (`hold_run`)."""
+    if check_root(pipeline_root, metadata_path, recorded_here):
+        return
+    replace = bool(root_store(pipeline_root))
+    if not _write_marker(pipeline_root, metadata_path, replace=replace):  # a remote root has no root lock
+        owner = root_store(pipeline_root)
+        if not _same_store(owner, metadata_path):
+            raise _foreign_store(pipeline_root, owner, metadata_path)

@@ -4,7 +4,8 @@
 
 scans `runs/serving/<model>/<version>/saved_model.pb` and writes `runs/serving/models.config`,
 which serving/deploy/docker-compose.yml and serving/deploy/kubernetes.yaml pass to TF Serving as
-`--model_config_file=/models/models.config` (the serving dir is mounted at /models). Errors come
+`--model_config_file=/models/models.config` (the serving dir is mounted at /models). A serving dir or
+--output in a bucket (gs://BUCKET/serving, where compiled pipelines push) works the same. Errors come
 back as ValueError or FileNotFoundError so `genpipe` reports them with exit code 2.
 """
 import sys

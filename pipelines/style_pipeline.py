@@ -17,7 +17,7 @@ def style_options(config: RunConfig) -> dict:
         style_transfer.STYLE_IMAGE: config.style_image,
         style_transfer.VGG_WEIGHTS: config.vgg_weights,
         # The style image's bytes are part of the cache key: a changed file at the same path retrains.
-        # Compiled for Kubeflow / Vertex the image is not read here (its path is a runtime parameter).
+        # Compiled for Kubeflow / Vertex the image (fixed at compile time, a URI) is not read here.
         "style_image_sha256": "" if config.remote else style_transfer.file_digest(config.style_image),
         **{k: v for k, v in config.model_options.items()
            if k in (style_transfer.CONTENT_WEIGHT, style_transfer.STYLE_WEIGHT, style_transfer.TV_WEIGHT)},

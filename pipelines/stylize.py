@@ -21,6 +21,39 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _check_writable(flag: str, path: str, directory: bool) -> None:
+    """Fails before VGG19 loads when `path` cannot be written later: a file where a folder must go (or the
+    reverse), a missing folder that cannot be created, or no write permission."""
+    target = os.path.abspath(path)
+    wanted = "a directory" if directory else "a .png file path"
+    if os.path.isdir(target) and not directory:
+        raise ValueError(f"{flag} {path} is a directory; expected {wanted}")
+    if os.path.exists(target) and not os.path.isdir(target) and directory:
+        raise ValueError(f"{flag} {path} is a file; expected {wanted}")
+    existing = target if directory else os.path.dirname(target)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"{flag} {path} cannot be created: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path} cannot be written: no write permission in {existing}")
+    if not directory and os.path.exists(target) and not os.access(target, os.W_OK):
+        raise ValueError(f"{flag} {path} cannot be written: the existing file is read-only")
+
+
+def _save(path: str, image) -> str:
+    """gatys.save_image, with a failure (the folder changed during the run) reported as ValueError naming path."""
+    import tensorflow as tf
+
+    from trainer_modules import gatys
+
+    try:
+        return gatys.save_image(path, image)
+    except (OSError, tf.errors.OpError) as error:
+        message = error.message if isinstance(error, tf.errors.OpError) else str(error)
+        raise ValueError(f"cannot write the stylized image to --out {path}: {message}") from error
+
+
 def _check_args(args):
     """Flags that do not belong to the chosen method are errors, not silently ignored."""
     if args.method not in METHODS:
@@ -31,6 +64,7 @@ def _check_args(args):
         raise ValueError(f"{', '.join(given)} cannot be used with --method {args.method}")
     if not args.out.lower().endswith(".png"):
         raise ValueError(f"--out {args.out} must end in .png (the result is written losslessly as PNG)")
+    _check_writable("--out", args.out, directory=False)
     for name in ("content", "style"):
         path = getattr(args, name)
         if not os.path.isfile(path):
@@ -50,6 +84,8 @@ def _check_args(args):
                 raise ValueError(f"{_flag(name)} must be >= 0, got {value}")
         if args.frame_every is not None and args.frames_dir is None:
             raise ValueError("--frame-every needs --frames-dir DIR (where the frames go)")
+        if args.frames_dir is not None:
+            _check_writable("--frames-dir", args.frames_dir, directory=True)
 
 
 def _format_losses(losses: dict) -> str:
@@ -94,7 +130,7 @@ def run_gatys(args, out, err) -> str:
     result = gatys.stylize(
         content, style, extractor, steps=steps, weights=weights,
         learning_rate=args.learning_rate or gatys.DEFAULT_LEARNING_RATE, max_dim=args.max_dim, callback=progress)
-    path = gatys.save_image(args.out, result.image)
+    path = _save(args.out, result.image)
     steady = result.seconds[1:] or result.seconds
     print(f"  {sum(result.seconds):.1f} s in all, {sorted(steady)[len(steady) // 2]:.2f} s/step after the first",
           file=out)
@@ -116,7 +152,7 @@ def run_hub(args, out) -> str:
     stylized = hub_stylize.stylize_hub(module, content, style)
     print(f"hub: {int(content.shape[1])}x{int(content.shape[2])} content in {time.perf_counter() - start:.2f} s",
           file=out)
-    return gatys.save_image(args.out, stylized * 255.0)
+    return _save(args.out, stylized * 255.0)
 
 
 def run(args, out=None, err=None) -> int:

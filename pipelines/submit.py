@@ -6,13 +6,16 @@ FILE is what `genpipe compile` writes: a PipelineJob ({"displayName", "pipelineS
   --service-account, artifacts under the compiled pipeline root (gs://...) or --pipeline-root.
 - `submit --kfp-host URL`: one Kubeflow Pipelines run (kfp.Client, KFP v2 API) in --experiment. KFP's
   client takes a PipelineSpec, so the file's `pipelineSpec` goes to the server and its pipeline root goes
-  as the run's runtime_config.pipeline_root.
+  as the run's runtime_config.pipeline_root. An authenticated endpoint gets --kfp-token (or
+  $KF_PIPELINES_TOKEN) as a bearer token.
 - `schedule ... --cron "0 3 * * *"`: a Vertex AI PipelineJobSchedule (the time zone as the cron's
   "TZ=<zone>" prefix), or a KFP recurring run (KFP's cron has a leading seconds field, so "0 3 * * *"
   is sent as "0 0 3 * * *").
 
 Every run receives every runtime parameter: the compiled defaults with the --param assignments applied
-(see pipelines/kubeflow_runner.py for the shorthands such as train_steps and noise_factor). Everything
+(see pipelines/kubeflow_runner.py for the shorthands such as train_steps and noise_factor, and for what
+kubeflow_runner.check_values refuses). With --pipeline-root the locations compiled under the old root
+(checkpoints, serving dir, domain classifiers) move under the new one. Everything
 that can be checked locally (targets, flags, the file, parameters, cron, times, credentials) is checked
 before the first request; errors are ValueError or FileNotFoundError, which `genpipe` prints as
 `genpipe: error: ...` with exit code 2. The SDKs are imported only when a command runs.
@@ -41,6 +44,7 @@ PROJECT_ENV = ("GOOGLE_CLOUD_PROJECT",)
 REGION_ENV = ("GOOGLE_CLOUD_REGION", "CLOUD_ML_REGION")  # the variables google-cloud-aiplatform reads too
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 KFP_HEALTHZ = "/apis/v2beta1/healthz"
+KFP_TOKEN_ENV = "KF_PIPELINES_TOKEN"  # genpipe's: kfp.Client reads no token from the environment itself
 KFP_CONNECT_TIMEOUT = 15.0  # seconds for the reachability check of --kfp-host
 KFP_TERMINAL_STATES = ("SUCCEEDED", "SKIPPED", "FAILED", "CANCELED")
 WAIT_POLL_SECONDS = 10.0
@@ -81,14 +85,19 @@ def _add_common_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     kfp = parser.add_argument_group("Kubeflow Pipelines")
     kfp.add_argument("--namespace", help="Kubernetes namespace of a multi-user deployment")
     kfp.add_argument("--experiment", help="experiment the runs belong to (created when missing; default: Default)")
+    kfp.add_argument("--kfp-token", metavar="TOKEN",
+                     help=f"bearer token of an authenticated endpoint (default: ${KFP_TOKEN_ENV}, which keeps it "
+                          "out of the process list), e.g. $(kubectl -n PROFILE create token default-editor) for a "
+                          "multi-user Kubeflow Platform")
     parser.add_argument("--service-account",
                         help="identity the pipeline runs as: a Google service account e-mail on Vertex AI, a "
                              "Kubernetes service account on Kubeflow Pipelines")
     parser.add_argument("--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
                         help="runtime parameter value (repeatable): a parameter (data_dir=gs://bucket/mnist), a "
-                             "shorthand (train_steps=2000, noise_factor=0.3, batch_size, learning_rate, "
-                             "style_image=gs://bucket/style.jpg, vgg_weights) or PARAM.KEY=VALUE for a key of a "
-                             "JSON parameter; `genpipe compile` lists what the pipeline takes")
+                             "shorthand (train_steps=2000, batch_size, learning_rate, noise_factor=0.3 for the "
+                             "denoising pipeline, vgg_weights for style) or PARAM.KEY=VALUE for a key of a JSON "
+                             "parameter; `genpipe compile` lists what the pipeline takes. The style image is fixed "
+                             "at compile time: one compiled pipeline per style")
     parser.add_argument("--pipeline-root", help="artifact root for these runs (default: the compiled one)")
     parser.add_argument("--no-cache", action="store_true",
                         help="run every task, even those with cached results (default: the compiled caching)")
@@ -145,7 +154,7 @@ def target_of(args) -> str:
     only = {
         VERTEX: {"--project": args.project, "--region": args.region, "--network": args.network,
                  "--label": args.labels},
-        KFP: {"--namespace": args.namespace, "--experiment": args.experiment},
+        KFP: {"--namespace": args.namespace, "--experiment": args.experiment, "--kfp-token": args.kfp_token},
     }
     other = KFP if target == VERTEX else VERTEX
     for flag, value in only[other].items():
@@ -178,7 +187,8 @@ def run_parameters(job: dict, assignments: Sequence[str], path: str,
     """Every runtime parameter's value: the compiled default with the --param assignments applied.
 
     With another --pipeline-root, the Trainer's checkpoints move under it too (unless an
-    assignment sets trainer_config.checkpoint_root itself).
+    assignment sets trainer_config.checkpoint_root itself). Values the pipeline would refuse or
+    ignore are errors (kubeflow_runner.check_values).
     """
     parameters = kubeflow_runner.runtime_parameters(job)
     values = {name: p["default"] for name, p in parameters.items() if p["default"] is not None}
@@ -187,6 +197,7 @@ def run_parameters(job: dict, assignments: Sequence[str], path: str,
     if missing:
         raise ValueError(f"{path} has no value for the runtime parameter(s) {', '.join(missing)}: give each with "
                          "--param NAME=VALUE, or compile the file again (`genpipe compile` writes the defaults)")
+    kubeflow_runner.check_values(job, values)
     return values
 
 
@@ -245,24 +256,29 @@ def kfp_host(url: str) -> str:
     return url.rstrip("/")
 
 
-def check_kfp_reachable(host: str, timeout: float = KFP_CONNECT_TIMEOUT) -> None:
+def check_kfp_reachable(host: str, timeout: float = KFP_CONNECT_TIMEOUT, token: Optional[str] = None,
+                        namespace: Optional[str] = None) -> None:
     """An error naming the host unless a KFP v2 API may answer there.
 
-    Fails when the connection fails, and when GET <host>/apis/v2beta1/healthz answers 404 (no KFP
-    v2 API under that URL) or 5xx. Other answers pass: authentication is kfp.Client's business, and
-    an auth proxy may answer this unauthenticated check with a login page, 401 or 403. (kfp.Client
-    itself retries a failed health check 5 times, 5 s apart, printing a traceback each time.)
+    Fails when the connection fails, and when GET <host>/apis/v2beta1/healthz (with the bearer
+    token, as kfp.Client sends it) answers 404 (no KFP v2 API under that URL), 5xx, or 401 / 403
+    (saying how to authenticate: kfp.Client would retry its own health check 5 times, 5 s apart,
+    printing a traceback each time, and then report a timeout). Other answers pass.
     """
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # like kfp.Client: no proxy from env
     url = host + KFP_HEALTHZ
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with opener.open(url, timeout=timeout):
+        with opener.open(request, timeout=timeout):
             pass
     except urllib.error.HTTPError as error:
         if error.code == 404:
             raise ValueError(f"no Kubeflow Pipelines v2 API at {host}: GET {url} answered 404 (give the API "
                              "endpoint: the ml-pipeline-ui service, e.g. http://localhost:8080 after a port-forward, "
                              "or https://<Kubeflow host>/pipeline)") from error
+        if error.code in (401, 403):
+            raise ValueError(f"Kubeflow Pipelines at {host} refused the request: GET {url} answered {error.code} "
+                             f"{error.reason} ({kfp_auth_hint(error.code, token, namespace)})") from error
         if error.code >= 500:
             raise ValueError(f"Kubeflow Pipelines at {host} is not serving: GET {url} answered {error.code} "
                              f"{error.reason}") from error
@@ -377,8 +393,8 @@ def rfc3339(moment: Optional[datetime.datetime]) -> Optional[str]:
 def _prepare(args) -> Tuple[str, dict, Dict[str, object]]:
     target = target_of(args)
     job = load_pipeline(args.file)
-    values = run_parameters(job, args.params, args.file, getattr(args, "pipeline_root", None))
-    return target, job, values
+    values = run_parameters(job, args.params, args.file, args.pipeline_root)
+    return target, kubeflow_runner.relocated_job(job, args.pipeline_root), values
 
 
 def run_submit(args, out=None) -> int:
@@ -424,18 +440,19 @@ def _vertex_job(args, job: dict, values: Dict[str, object], job_id: Optional[str
     credentials = google_credentials()
     from google.cloud import aiplatform
 
-    pipeline_job = aiplatform.PipelineJob(
-        display_name=job.get("displayName") or job["pipelineSpec"]["pipelineInfo"]["name"],
-        template_path=args.file,
-        job_id=job_id,
-        pipeline_root=root,
-        parameter_values=values,
-        enable_caching=False if args.no_cache else None,
-        labels=labels or None,
-        project=project,
-        location=region,
-        credentials=credentials,
-    )
+    with _job_file(job) as template_path:  # FILE as run: its locations under --pipeline-root
+        pipeline_job = aiplatform.PipelineJob(
+            display_name=job.get("displayName") or job["pipelineSpec"]["pipelineInfo"]["name"],
+            template_path=template_path,
+            job_id=job_id,
+            pipeline_root=root,
+            parameter_values=values,
+            enable_caching=False if args.no_cache else None,
+            labels=labels or None,
+            project=project,
+            location=region,
+            credentials=credentials,
+        )
     return pipeline_job, project, region
 
 
@@ -496,11 +513,31 @@ def _schedule_vertex(args, job, values, cron, zone, start, end, name, out) -> in
 
 # ---------------------------------------------------------------------------------------------- Kubeflow
 
+def kfp_token(args) -> Optional[str]:
+    """The bearer token for kfp.Client: --kfp-token, else $KF_PIPELINES_TOKEN, else none."""
+    return args.kfp_token or os.environ.get(KFP_TOKEN_ENV) or None
+
+
+def kfp_auth_hint(status: int, token: Optional[str], namespace: Optional[str]) -> str:
+    """How to get past a 401 / 403 of a Kubeflow Pipelines endpoint."""
+    if not token:
+        return (f"the endpoint wants credentials: give a bearer token with --kfp-token TOKEN or {KFP_TOKEN_ENV}=TOKEN "
+                "in the environment, e.g. $(kubectl -n PROFILE create token default-editor) for a multi-user "
+                "Kubeflow Platform (or port-forward the ml-pipeline-ui service of a standalone deployment, which "
+                "needs none)")
+    if status == 401:
+        return (f"the endpoint did not accept the token of --kfp-token / {KFP_TOKEN_ENV}: it may have expired or be "
+                "meant for another audience; get a new one")
+    return (f"the token's identity may not use the namespace {namespace or 'kubeflow'}: give --namespace with the "
+            "profile it may edit")
+
+
 @contextlib.contextmanager
 def _kfp_client(args):
     """(kfp.Client, host, UI prefix), with SDK chatter silenced and its errors turned into errors naming the host."""
     host = kfp_host(args.kfp_host)
-    check_kfp_reachable(host)
+    token = kfp_token(args)
+    check_kfp_reachable(host, token=token, namespace=args.namespace)
     import kfp
     import kfp_server_api
     import urllib3
@@ -508,11 +545,12 @@ def _kfp_client(args):
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore", FutureWarning)  # "This client only works with KFP v2.0.0-beta.2 and later"
-            client = kfp.Client(host=host, namespace=args.namespace or "kubeflow")
+            client = kfp.Client(host=host, namespace=args.namespace or "kubeflow", existing_token=token)
             yield client, host
     except kfp_server_api.ApiException as error:
+        hint = f" ({kfp_auth_hint(error.status, token, args.namespace)})" if error.status in (401, 403) else ""
         raise ValueError(f"Kubeflow Pipelines at {host} refused the request: {error.status} {error.reason}"
-                         f"{_api_message(error.body)}") from error
+                         f"{_api_message(error.body)}{hint}") from error
     except urllib3.exceptions.HTTPError as error:
         raise ValueError(f"cannot reach Kubeflow Pipelines at {host}: {error}") from error
     except TimeoutError as error:  # kfp.Client gives up on /healthz after 5 attempts
@@ -526,6 +564,16 @@ def _api_message(body) -> str:
     except (TypeError, ValueError, AttributeError):
         message = body.decode() if isinstance(body, bytes) else body
     return f": {message}" if message else ""
+
+
+@contextlib.contextmanager
+def _job_file(job: dict):
+    """The whole PipelineJob as the template file aiplatform.PipelineJob reads (while it is constructed)."""
+    with tempfile.TemporaryDirectory(prefix="genpipe-vertex-") as folder:
+        path = os.path.join(folder, "pipeline_job.json")
+        with open(path, "w") as f:
+            json.dump(job, f)
+        yield path
 
 
 @contextlib.contextmanager

@@ -23,9 +23,16 @@ retried by default, because a request that was too slow once is usually too slow
 multiplies the caller's wait and the server's load. Pass `retry_timeouts=True` to retry them too.
 Client mistakes (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, HTTP 4xx) are never retried.
 
-Every failure is a `ServingError` naming the server, model, version, signature, the status and
-TF Serving's message, e.g. "model 'gan_dcgan_mnist' version 3 signature 'sample' at localhost:8500:
-NOT_FOUND: Servable not found for request: Specific(gan_dcgan_mnist, 3)".
+Input dtypes: over gRPC each input whose name serving/signatures.py's INPUTS lists is sent in the
+dtype listed there (a Python int `num` or `seed` as int32, float64 latent points as float32), so both
+protocols take the same values (REST's JSON carries no dtype). A cast that would change a value (a
+float `num`, an int beyond int32) is not made: the server refuses the dtype. Inputs of other names
+keep their dtype.
+
+Every failure is a `ServingError` naming the server, model, version (or "latest version" when none
+was asked for), signature, the status and TF Serving's message, e.g. "model 'gan_dcgan_mnist'
+(version 3) signature 'sample' at localhost:8500: NOT_FOUND: Servable not found for request:
+Specific(gan_dcgan_mnist, 3)".
 """
 import base64
 import dataclasses
@@ -33,6 +40,8 @@ import time
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
+
+from serving import signatures as sig
 
 DEFAULT_GRPC_SERVER = "localhost:8500"
 DEFAULT_REST_URL = "http://localhost:8501"
@@ -49,10 +58,14 @@ class ServingError(RuntimeError):
                  details: str, attempts: int = 1):
         self.server, self.model, self.version, self.signature = server, model, version, signature
         self.status, self.details, self.attempts = status, details, attempts
-        where = f"model {model!r}" + ("" if version is None else f" version {version}")
-        where += f" signature {signature!r} at {server}"
         tries = f" (after {attempts} attempts)" if attempts > 1 else ""
-        super().__init__(f"{where}: {status}: {details}{tries}")
+        super().__init__(f"{describe_request(server, model, version, signature)}: {status}: {details}{tries}")
+
+
+def describe_request(server: str, model: str, version: Optional[int], signature: str) -> str:
+    """The request as errors name it: model 'm' (version 3) signature 's' at server; (latest version) without one."""
+    version_text = "latest version" if version is None else f"version {version}"
+    return f"model {model!r} ({version_text}) signature {signature!r} at {server}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +169,21 @@ def _as_array(value) -> np.ndarray:
         array[:] = value
         return array
     return np.asarray(value)
+
+
+def _input_array(name: str, value) -> np.ndarray:
+    """An input as numpy in the dtype INPUTS gives its name, when the cast keeps every value (see the module doc)."""
+    array = _as_array(value)
+    convention = sig.INPUTS.get(name)
+    if convention is None or convention.dtype == "string":
+        return array
+    dtype = np.dtype(convention.dtype)
+    if array.dtype == dtype or not np.can_cast(array.dtype, dtype, casting="same_kind"):
+        return array
+    cast = array.astype(dtype)
+    if dtype.kind in "iu" and not np.array_equal(cast, array):
+        return array
+    return cast
 
 
 class _Client:
@@ -283,7 +311,7 @@ class GrpcClient(_Client):
         request.output_filter.extend(_filter_names(output_filter))
         for name, value in inputs.items():
             try:
-                request.inputs[name].CopyFrom(tf.make_tensor_proto(_as_array(value)))
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(_input_array(name, value)))
             except (TypeError, ValueError) as error:
                 raise ValueError(f"input {name!r} of {model}/{signature} cannot be sent as a tensor: {error}") from None
         response = self._with_retries(lambda: self._stub.Predict(request, timeout=self.timeout),

@@ -5,7 +5,8 @@ model listed in a ModelServerConfig text proto, one `config { ... }` per model, 
 model's base path for new numeric version folders. This module finds the models of a serving dir
 and writes that file (by default `<serving_dir>/models.config`), with base paths either absolute
 on this machine or rewritten under a prefix (`/models` when the serving dir is mounted there in
-the container, as in serving/deploy/).
+the container, as in serving/deploy/). A serving dir or output in a bucket (gs://..., where compiled
+pipelines push) is read and written through tf.io.gfile (components/files.py).
 """
 import dataclasses
 import logging
@@ -16,6 +17,8 @@ from typing import Dict, List, Optional
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 from tensorflow_serving.config import file_system_storage_path_source_pb2
+
+from components import files
 
 CONFIG_FILE = "models.config"
 MODEL_PLATFORM = "tensorflow"
@@ -43,19 +46,19 @@ def scan_serving_dir(serving_dir: str) -> ServingDirScan:
     Numeric version folders without a saved_model.pb (an unfinished push, a stray folder) are
     skipped with a warning; non-numeric folders are ignored, as TF Serving ignores them.
     """
-    if not os.path.isdir(serving_dir):
+    if not files.isdir(serving_dir):
         raise FileNotFoundError(f"serving dir {serving_dir} does not exist (expected {EXPECTED_LAYOUT})")
     models, skipped = {}, []
-    for model in sorted(os.listdir(serving_dir)):
+    for model in sorted(files.listdir(serving_dir)):
         model_dir = os.path.join(serving_dir, model)
-        if not os.path.isdir(model_dir):
+        if not files.isdir(model_dir):
             continue
         versions = []
-        for version in sorted(os.listdir(model_dir)):
+        for version in sorted(files.listdir(model_dir)):
             version_dir = os.path.join(model_dir, version)
-            if not version.isdigit() or not os.path.isdir(version_dir):
+            if not version.isdigit() or not files.isdir(version_dir):
                 continue
-            if any(os.path.isfile(os.path.join(version_dir, name)) for name in SAVED_MODEL_FILES):
+            if any(_is_file(os.path.join(version_dir, name)) for name in SAVED_MODEL_FILES):
                 versions.append(int(version))
             else:
                 message = f"skipped {version_dir}: a version folder without saved_model.pb"
@@ -66,7 +69,16 @@ def scan_serving_dir(serving_dir: str) -> ServingDirScan:
     if not models:
         raise ValueError(f"no models found in serving dir {serving_dir}: expected {EXPECTED_LAYOUT} "
                          "(run a pipeline so its Pusher writes there, or pass --serving-dir)")
-    return ServingDirScan(os.path.abspath(serving_dir), models, skipped)
+    return ServingDirScan(_absolute(serving_dir), models, skipped)
+
+
+def _is_file(path: str) -> bool:
+    return files.exists(path) and not files.isdir(path)
+
+
+def _absolute(path: str) -> str:
+    """A local path made absolute; a URL (gs://...) as it is."""
+    return path if files.is_remote(path) else os.path.abspath(path)
 
 
 def version_policy(versions: str, model: str = "", available: Optional[List[int]] = None) -> _Policy:
@@ -97,7 +109,7 @@ def version_policy(versions: str, model: str = "", available: Optional[List[int]
 
 
 def base_path(scan: ServingDirScan, model: str, base_path_prefix: Optional[str] = None) -> str:
-    """Where TF Serving finds `model`: absolute on this machine, or `<prefix>/<model>` (a POSIX path or URL)."""
+    """Where TF Serving finds `model`: under the scanned dir (absolute, or its URL), or `<prefix>/<model>`."""
     if base_path_prefix:
         return posixpath.join(base_path_prefix.rstrip("/") or "/", model)
     return os.path.join(scan.serving_dir, model)
@@ -130,20 +142,26 @@ def write_model_server_config(serving_dir: str, output: Optional[str] = None, ve
     """
     scan = scan_serving_dir(serving_dir)
     config = build_model_server_config(scan, versions, base_path_prefix)
-    path = os.path.abspath(output or os.path.join(serving_dir, CONFIG_FILE))
+    path = _absolute(output or os.path.join(serving_dir, CONFIG_FILE))
+    where = "as scanned" if files.is_remote(scan.serving_dir) else "absolute on this machine"
     header = (f"TF Serving model config (--model_config_file) written by `genpipe serving-config` for "
               f"{scan.serving_dir}\nversions: {versions}; base paths "
-              f"{'under ' + base_path_prefix if base_path_prefix else 'absolute on this machine'}")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.write(to_text(config, header))
+              f"{'under ' + base_path_prefix if base_path_prefix else where}")
+    text = to_text(config, header)
+    if files.is_remote(path):
+        files.gfile().makedirs(os.path.dirname(path))
+        with files.gfile().GFile(path, "w") as f:
+            f.write(text)
+    else:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
     return path, config, scan
 
 
 def read_model_server_config(path: str) -> model_server_config_pb2.ModelServerConfig:
     """Parses a model config text file back (what TF Serving does with --model_config_file)."""
-    with open(path) as f:
-        text = f.read()
+    text = files.read_bytes(path).decode("utf-8")
     try:
         return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
     except text_format.ParseError as error:

@@ -41,6 +41,8 @@ def test_compiled_denoise_pipeline_runs_through_the_tfx_container_entrypoint(tmp
     # a checkpoint every 3 steps makes 3 steps exactly 3, and sets a key of the trainer_config JSON parameter.
     values = kubeflow_runner.parameter_values(compiled.job, [
         f"train_steps={TRAIN_STEPS}", f"noise_factor={NOISE_FACTOR}", f"trainer_config.checkpoint_every={TRAIN_STEPS}"])
+    defaults = {name: p["default"] for name, p in kubeflow_runner.runtime_parameters(compiled.job).items()}
+    kubeflow_runner.check_values(compiled.job, {**defaults, **values})  # as `genpipe submit` checks them
 
     run = kfp_local_launcher.run_job(compiled.job, str(tmp_path / "root"), values)
 

@@ -322,6 +322,47 @@ def test_make_image_builds_from_the_repository_root():
     assert recipe == "docker build -f pipelines/Dockerfile -t $(IMAGE) ."
 
 
+def test_make_image_gpu_builds_the_gpu_target():
+    makefile = _makefile()
+    assert re.search(r"^GPU_IMAGE \?= \S+", makefile, re.M)
+    recipe = re.search(r"^image-gpu:.*\n\t(.+)$", makefile, re.M).group(1)
+    assert recipe == "docker build -f pipelines/Dockerfile --target gpu -t $(GPU_IMAGE) ."
+
+
+def test_gpu_target_adds_the_cuda_wheels_of_the_locked_tensorflow(dockerfile, tmp_path):
+    """The `gpu` stage: the pipeline image plus tensorflow[and-cuda] at the lock's TensorFlow version."""
+    import importlib.metadata
+
+    gpu = next(s for s in dockerfile if s.name == "gpu")
+    assert gpu is not dockerfile[-1], "the default target stays the CPU image"
+    chain = stage_chain(dockerfile, gpu)
+    assert project_stage(dockerfile) in chain
+    assert not [i for s in chain for i in s.instructions if i.keyword in ("ENTRYPOINT", "CMD", "USER")]
+    pins = _lock_pins()
+    assert pins["tensorflow"] not in " ".join(i.args for i in gpu.instructions), \
+        "the TensorFlow version is read from requirements.lock, not written a second time"
+    (copy,) = [i.flags_and_operands()[1] for i in gpu.instructions if i.keyword == "COPY"]
+    *sources, destination = copy
+    assert sorted(sources) == ["overrides.txt", "requirements.lock"] and destination.endswith("/")
+    (install,) = [i for i in gpu.instructions if i.keyword == "RUN" and "and-cuda" in i.args]
+    commands = [c.strip() for c in install.args.split("&&")]
+    # The version the build installs: the stage's own shell assignment, run on a copy of the lock.
+    (assignment,) = [c for c in commands if c.startswith("TF_VERSION=")]
+    for source in sources:
+        shutil.copy(os.path.join(REPO, source), tmp_path / source)
+    script = assignment.replace(destination, f"{tmp_path}/") + ' && printf %s "${TF_VERSION}"'
+    assert subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout == \
+        pins["tensorflow"]
+    (uv,) = [shlex.split(c) for c in commands if c.startswith("uv pip install")]
+    assert uv[-1] == "tensorflow[and-cuda]==${TF_VERSION}" and "--system" in uv
+    assert _requirement_args(uv) == [("--override", destination + "overrides.txt"),
+                                     ("-c", destination + "requirements.lock")], "the lock constrains the rest"
+    # The pinned TensorFlow has the extra, and the wheels' libraries reach the dynamic linker.
+    assert importlib.metadata.version("tensorflow") == pins["tensorflow"]
+    assert "and-cuda" in importlib.metadata.metadata("tensorflow").get_all("Provides-Extra")
+    assert "ldconfig" in commands and "/etc/ld.so.conf.d/" in install.args
+
+
 def test_project_is_installed_from_a_wheel_not_editable(dockerfile):
     stage = project_stage(dockerfile)
     install = next(i for i in stage.instructions if is_project_install(i))

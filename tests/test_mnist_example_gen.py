@@ -324,6 +324,21 @@ def test_nothing_found_names_dataset_folder_files_and_tfds(tmp_path):
         assert expected in message
 
 
+def test_mnist_sample_refuses_a_data_dir(tmp_path):
+    """A data_dir runtime parameter set on a compiled mnist-sample pipeline must not be silently ignored."""
+    folder = str(tmp_path / "idx")
+    write_idx_dataset(folder)
+    for build in (
+        lambda: sources.resolve_source("mnist-sample", folder),
+        lambda: run_executor(tmp_path / "out", dataset="mnist-sample", data_dir=folder),
+        lambda: MnistExampleGen(dataset="mnist-sample", data_dir=folder),
+    ):
+        with pytest.raises(MnistDataError, match=f"'mnist-sample'.*no data_dir.*{re.escape(folder)}"):
+            build()
+    assert files_under(str(tmp_path / "out")) == []
+    assert isinstance(sources.resolve_source("mnist-sample", ""), sources.MnistSampleSource)
+
+
 def test_unknown_dataset_lists_known_ones(tmp_path):
     for build in (
         lambda: sources.resolve_source("cifar10"),

@@ -3,6 +3,7 @@
 The lock holder is a separate small Python process (no TensorFlow), as a second cron or systemd
 run would be; no test here runs a pipeline.
 """
+import functools
 import io
 import json
 import math
@@ -209,6 +210,242 @@ def test_runs_on_two_stores_still_refuse_to_share_a_pipeline_root(start_holder, 
     # The store's lock was released with the refusal: a run on that store alone goes ahead.
     with run_lock.hold(other_store, "denoise"):
         pass
+
+
+# ---------------------------------------------------------------------------
+# The store that first ran in a pipeline root owns it: runs on other stores are refused, even one after the other
+
+
+def _config(*flags):
+    from pipelines import cli
+
+    return cli.config_from_args(cli.build_parser().parse_args(["run", "denoise", *flags]))
+
+
+def _claim(config):
+    """What run_pipeline does before it builds the pipeline."""
+    from pipelines import local_runner
+
+    recorded_here = functools.partial(local_runner.recorded_in_root, config)
+    run_lock.check_root(config.pipeline_root, config.metadata_path, recorded_here)
+    with run_lock.hold_run(config.metadata_path, config.pipeline_root, config.pipeline_name):
+        run_lock.claim_root(config.pipeline_root, config.metadata_path, recorded_here)
+
+
+def _files(root):
+    """Every file under root -> its bytes."""
+    result = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                result[os.path.relpath(path, root)] = f.read()
+    return result
+
+
+def _artifacts_of_a_run(root):
+    """A few output folders and the summary as a run on the root's store leaves them."""
+    for path, text in [("MnistExampleGen/examples/1/Split-train/data_tfrecord-00000-of-00001.gz", "A's examples"),
+                       ("Transform/transform_graph/5/transform_fn/saved_model.pb", "A's transform graph"),
+                       ("last_run_summary.json", json.dumps({"pipeline": "denoise-mnist-sample", "blessed": True}))]:
+        os.makedirs(os.path.dirname(os.path.join(root, path)), exist_ok=True)
+        with open(os.path.join(root, path), "w") as f:
+            f.write(text)
+
+
+@pytest.fixture
+def owned_root(tmp_path):
+    """runs/denoise-mnist-sample, owned by the shared runs/metadata.sqlite (`genpipe run denoise`), with
+    artifacts; and the config of `genpipe run denoise --pipeline-root runs/denoise-mnist-sample`, whose store
+    is <root>/metadata.sqlite."""
+    root = tmp_path / "runs" / "denoise-mnist-sample"
+    shared_store = str(tmp_path / "runs" / "metadata.sqlite")
+    _claim(_config("--pipeline-root", str(root), "--metadata", shared_store))
+    _artifacts_of_a_run(root)
+    other = _config("--pipeline-root", str(root))
+    assert other.metadata_path == str(root / "metadata.sqlite")
+    return root, shared_store, other
+
+
+def test_run_on_another_store_is_refused_by_the_roots_owner_and_changes_nothing(owned_root):
+    from pipelines import local_runner
+
+    root, shared_store, other = owned_root
+    with open(root / run_lock.STORE_MARKER) as f:
+        assert json.load(f) == {"metadata": shared_store}
+    before = _files(root)
+
+    def create_pipeline(config):
+        pytest.fail("the pipeline was built on a root another store owns")
+
+    with pytest.raises(run_lock.RootStoreError) as refused:
+        local_runner.run_pipeline(other, create_pipeline, out=io.StringIO())
+    message = str(refused.value)
+    assert isinstance(refused.value, ValueError)  # `genpipe: error: ...`, exit 2
+    assert message.startswith(f"the pipeline root {root} holds the artifacts of runs on the ML Metadata store "
+                              f"{shared_store} ({root / run_lock.STORE_MARKER} says so), not on this run's store "
+                              f"{other.metadata_path}.")
+    assert f"Rerun with --metadata {shared_store} to use the root's store" in message
+    assert "--pipeline-root DIR" in message and "this run changed nothing" in message
+    assert _files(root) == before and not os.path.exists(other.metadata_path)
+    _claim(_config("--pipeline-root", str(root), "--metadata", shared_store))  # the owner runs on
+
+
+def test_the_owning_store_is_recognised_through_a_symlink(tmp_path):
+    store = tmp_path / "runs" / "metadata.sqlite"
+    _claim(_config("--pipeline-root", str(tmp_path / "root"), "--metadata", str(store)))
+    os.symlink(tmp_path / "runs", tmp_path / "link")
+    _claim(_config("--pipeline-root", str(tmp_path / "root"), "--metadata", str(tmp_path / "link" / "metadata.sqlite")))
+    assert run_lock.root_store(str(tmp_path / "root")) == str(store)
+
+
+def _store_with_artifact(metadata_path, pipeline_name, uri):
+    """An ML Metadata store that recorded one artifact of the pipeline at `uri`, as a TFX run records it."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = metadata_path
+    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    store = metadata_store.MetadataStore(connection)
+    context_type = store.put_context_type(metadata_store_pb2.ContextType(name="pipeline"))
+    artifact_type = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Examples"))
+    [context] = store.put_contexts([metadata_store_pb2.Context(type_id=context_type, name=pipeline_name)])
+    [artifact] = store.put_artifacts([metadata_store_pb2.Artifact(type_id=artifact_type, uri=uri)])
+    store.put_attributions_and_associations([metadata_store_pb2.Attribution(artifact_id=artifact, context_id=context)],
+                                            [])
+
+
+def test_root_from_before_the_owner_file_goes_only_to_the_store_that_recorded_its_artifacts(tmp_path):
+    from pipelines import local_runner
+
+    root = tmp_path / "root"
+    _artifacts_of_a_run(root)
+    before = _files(root)
+    elsewhere = _config("--pipeline-root", str(root), "--metadata", str(tmp_path / "elsewhere.sqlite"))
+    _store_with_artifact(elsewhere.metadata_path, elsewhere.pipeline_name, str(tmp_path / "root2" / "x" / "y" / "1"))
+    for config in (_config("--pipeline-root", str(root), "--metadata", str(tmp_path / "new.sqlite")), elsewhere):
+        assert not local_runner.recorded_in_root(config)
+        with pytest.raises(run_lock.RootStoreError) as refused:
+            _claim(config)
+        assert str(refused.value).startswith(
+            f"the pipeline root {root} holds artifacts of earlier runs (e.g. {root}/MnistExampleGen/examples/1) "
+            f"that this run's ML Metadata store {config.metadata_path} did not record")
+        assert "--metadata PATH of the store those runs used" in str(refused.value)
+        assert _files(root) == before
+
+    owner = _config("--pipeline-root", str(root), "--metadata", str(tmp_path / "owner.sqlite"))
+    _store_with_artifact(owner.metadata_path, owner.pipeline_name, str(root / "MnistExampleGen" / "examples" / "1"))
+    assert local_runner.recorded_in_root(owner)
+    _claim(owner)
+    assert run_lock.root_store(str(root)) == owner.metadata_path
+    with pytest.raises(run_lock.RootStoreError, match="holds the artifacts of runs on the ML Metadata store"):
+        _claim(elsewhere)
+
+
+def test_owner_file_naming_a_store_that_is_gone(tmp_path):
+    """An empty root goes to the next store; a root with artifacts is refused, saying what to do."""
+    root = tmp_path / "root"
+    gone = str(tmp_path / "gone" / "metadata.sqlite")
+    _claim(_config("--pipeline-root", str(root), "--metadata", gone))
+    new = _config("--pipeline-root", str(root), "--metadata", str(tmp_path / "new.sqlite"))
+    _claim(new)
+    assert run_lock.root_store(str(root)) == new.metadata_path
+
+    root = tmp_path / "root2"
+    _claim(_config("--pipeline-root", str(root), "--metadata", gone))
+    _artifacts_of_a_run(root)
+    with pytest.raises(run_lock.RootStoreError) as refused:
+        _claim(_config("--pipeline-root", str(root), "--metadata", new.metadata_path))
+    assert (f"{gone} does not exist on this machine: if the store moved, put its new path in "
+            f"{root / run_lock.STORE_MARKER}") in str(refused.value)
+    assert run_lock.root_store(str(root)) == gone
+
+
+def test_remote_root_takes_no_flock_and_keeps_its_owner_file_through_gfile(tmp_path, monkeypatch):
+    """tf.io.gfile's ram:// file system stands in for gs://."""
+    from components import files
+
+    monkeypatch.chdir(tmp_path)
+    root = f"ram://genpipe-test-{os.getpid()}/root"
+    store = str(tmp_path / "metadata.sqlite")
+    with run_lock.hold_run(store, root, "denoise"):
+        run_lock.claim_root(root, store, lambda: pytest.fail("an empty root needs no store's records"))
+    assert os.listdir(tmp_path) == ["metadata.sqlite.lock"]  # no local folder named after the URI
+    assert run_lock.root_store(root) == store
+    files.gfile().makedirs(f"{root}/MnistExampleGen/examples/1")
+    assert run_lock.artifact_folder(root) == f"{root}/MnistExampleGen/examples/1"
+    with pytest.raises(run_lock.RootStoreError, match=f"the pipeline root {root} holds the artifacts of runs on "
+                                                      f"the ML Metadata store {store}"):
+        run_lock.claim_root(root, str(tmp_path / "other.sqlite"), lambda: False)
+
+
+# ---------------------------------------------------------------------------
+# A run that stops before its components still replaces the previous run's summaries
+
+
+def _old_summary(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"pipeline": "denoise-mnist-sample", "blessed": True, "pushed": True, "error": None}, f)
+
+
+def _read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _assert_stopped_summary(summary, error_start, root, metadata):
+    from pipelines import local_runner
+
+    shape = set(local_runner.empty_summary("", None, None, {})) | {"wall_seconds", "log", "failed_component", "error"}
+    assert set(summary) == shape
+    assert summary["error"].startswith(error_start)
+    assert summary["failed_component"] is None and summary["components"] == {} and summary["log"] is None
+    assert summary["pushed"] is False and summary["blessed"] is None and summary["not_pushed_reason"]
+    assert (summary["pipeline_root"], summary["metadata"]) == (root, metadata)
+
+
+def test_lock_refusal_replaces_the_previous_summary(start_holder, tmp_path, capsys):
+    from pipelines import cli
+
+    metadata = str(tmp_path / "store" / "metadata.sqlite")
+    root = tmp_path / "root"
+    summary = str(tmp_path / "reports" / "denoise-summary.json")
+    _old_summary(summary)
+    start_holder(metadata, "denoise")
+    assert cli.main(["run", "denoise", "--pipeline-root", str(root), "--metadata", metadata,
+                     "--summary", summary]) == 2
+    assert "another genpipe run is using this ML Metadata store" in capsys.readouterr().err
+    written = _read(summary)
+    _assert_stopped_summary(written, "RunLockError: another genpipe run is using this ML Metadata store",
+                            str(root), metadata)
+    assert written["pipeline"] == "denoise-mnist-sample"
+    assert not root.exists()  # a root that does not exist yet gets no summary
+
+    assert cli.main(["run", "denoise", "--variant", "dense", "--summary", summary]) == 2
+    _assert_stopped_summary(_read(summary), "ValueError: --variant 'dense' is not a variant of denoise", None, None)
+    assert _read(summary)["pipeline"] == "denoise"
+    assert sorted(os.listdir(tmp_path / "reports")) == ["denoise-summary.json"]
+
+
+def test_store_refusal_replaces_the_summaries_and_nothing_else(owned_root, capsys):
+    from pipelines import cli
+
+    root, shared_store, other = owned_root
+    summary = str(root.parent / "denoise-summary.json")
+    _old_summary(summary)
+    before = _files(root)
+    assert cli.main(["run", "denoise", "--pipeline-root", str(root), "--summary", summary]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"genpipe: error: the pipeline root {root} holds the artifacts of runs on")
+    assert f"summary JSON: {summary}" in captured.out
+    written = _read(summary)
+    _assert_stopped_summary(written, "RootStoreError: the pipeline root", str(root), other.metadata_path)
+    assert _read(root / "last_run_summary.json") == written
+    after = _files(root)
+    del before["last_run_summary.json"], after["last_run_summary.json"]
+    assert after == before and not os.path.exists(other.metadata_path)
 
 
 # ---------------------------------------------------------------------------

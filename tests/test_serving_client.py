@@ -157,7 +157,7 @@ def test_output_filter_returns_only_the_named_outputs(served, repository):
             client.predict(GAN_MODEL, sig.SAMPLE, _sample(num=1), output_filter=[sig.PNG_BYTES_OUTPUT])
     assert raised.value.status == "INVALID_ARGUMENT"  # the server's over gRPC, the client's own over REST
     assert sig.PNG_BYTES_OUTPUT in str(raised.value) and str(raised.value).startswith(
-        f"model {GAN_MODEL!r} signature 'sample' at {client.server}: ")
+        f"model {GAN_MODEL!r} (latest version) signature 'sample' at {client.server}: ")
 
 
 def test_rest_json_is_tf_servings(rest_server):
@@ -190,6 +190,23 @@ def test_predict_batched_splits_images_and_concatenates(served):
         assert sampled[sig.IMAGES_OUTPUT].shape == (5, 28, 28, 1)
         with pytest.raises(ValueError, match="first dimension"):
             client.predict_batched(STYLE_MODEL, sig.STYLIZE, {"a": np.zeros((2, 1)), "b": np.zeros((3, 1))})
+
+
+def test_inputs_go_in_the_dtypes_of_the_convention(served, repository):
+    """Python ints for num/seed and float64 latent points are sent as INPUTS' int32 and float32 (REST's JSON
+    always was); names INPUTS does not list keep their dtype, and so do casts that would change a value."""
+    _, make = served
+    latent = np.random.default_rng(0).normal(size=(2, LATENT_DIM))
+    with make() as client:
+        sampled = client.predict(GAN_MODEL, sig.SAMPLE, {sig.NUM_INPUT: 2, sig.SEED_INPUT: 0})[sig.IMAGES_OUTPUT]
+        generated = client.predict(GAN_MODEL, sig.GENERATE, {sig.LATENT_INPUT: latent})[sig.IMAGES_OUTPUT]
+    direct = _direct(repository, GAN_MODEL, 2, sig.SAMPLE, num=2, seed=0)[sig.IMAGES_OUTPUT]
+    np.testing.assert_array_equal(sampled, direct)
+    direct = _direct(repository, GAN_MODEL, 2, sig.GENERATE, latent=latent.astype(np.float32))[sig.IMAGES_OUTPUT]
+    np.testing.assert_array_equal(generated, direct)
+    assert client_lib._input_array("z", np.int64(1)).dtype == np.int64
+    assert client_lib._input_array(sig.NUM_INPUT, np.int64(2 ** 40)).dtype == np.int64
+    assert client_lib._input_array(sig.NUM_INPUT, np.float32(2)).dtype == np.float32
 
 
 def test_signature_info_from_model_metadata(served):
@@ -228,7 +245,7 @@ def test_errors_name_the_request_and_are_not_retried(served, model, signature, i
     error = raised.value
     assert error.status == (f"HTTP {http_status}" if rest else grpc_status)
     assert text in str(error)
-    where = f"model {model!r}" + ("" if version is None else f" version {version}") + f" signature {signature!r}"
+    where = f"model {model!r} ({'latest version' if version is None else f'version {version}'}) signature {signature!r}"
     assert str(error).startswith(f"{where} at {client.server}: {error.status}: ")
     assert error.attempts == 1 and server.calls - before == 1
 
@@ -265,7 +282,7 @@ def test_server_down_retries_then_fails_clearly(protocol):
     assert time.perf_counter() - start >= 0.1 + 0.2
     assert raised.value.attempts == 3
     assert raised.value.status == ("UNAVAILABLE" if protocol == "grpc" else "CONNECTION")
-    assert str(raised.value).startswith(f"model '{GAN_MODEL}' version 3 signature 'sample' at ")
+    assert str(raised.value).startswith(f"model '{GAN_MODEL}' (version 3) signature 'sample' at ")
     assert address in str(raised.value) and "(after 3 attempts)" in str(raised.value)
 
 
@@ -378,7 +395,8 @@ def test_cli_predict_image_files(protocol, signature, grpc_server, rest_server, 
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--model", "nope", "--signature", sig.SAMPLE, "--num", "2"], "model 'nope' signature 'sample' at "),
+    (["--model", "nope", "--signature", sig.SAMPLE, "--num", "2"],
+     "model 'nope' (latest version) signature 'sample' at "),
     (["--model", GAN_MODEL, "--signature", sig.SAMPLE], "nothing to predict"),
     (["--model", STYLE_MODEL, "--signature", sig.STYLIZE, "--num", "2"],
      "takes images (input 'images'), not latent points: --num/--seed only applies to sample and latent signatures"),
@@ -401,6 +419,8 @@ def test_cli_predict_request_errors_name_the_signature_and_write_nothing(grpc_se
         (["--model", GAN_MODEL, "--signature", sig.SAMPLE, str(image)], "takes num and seed, not images"),
         (["--model", GAN_MODEL, "--signature", sig.SAMPLE, "--input-name", "pixels", str(image)],
          "--input-name 'pixels' is not an input of signature 'sample'"),
+        (["--model", GAN_MODEL, "--signature", sig.SAMPLE, "--num", "2", "--input-name", "bogus"],
+         "--input-name 'bogus' is not an input of signature 'sample'; it takes ['num', 'seed']"),
     ]:
         assert cli.main(["predict", "--server", grpc_server.address, "--retries", "0", "--out-dir", str(out_dir),
                          *argv]) == 2
@@ -408,6 +428,23 @@ def test_cli_predict_request_errors_name_the_signature_and_write_nothing(grpc_se
         assert f"genpipe: error: model {GAN_MODEL!r} (latest version) signature 'sample' at " in err, err
         assert message in err
         assert not out_dir.exists()
+
+
+@pytest.mark.parametrize("make_out_dir, message", [
+    (lambda tmp: tmp / "taken.png", "--out-dir {tmp}/taken.png is a file, not a directory"),
+    (lambda tmp: tmp / "taken.png" / "out", "--out-dir {tmp}/taken.png/out cannot be made: {tmp}/taken.png is a file"),
+    pytest.param(lambda tmp: tmp / "locked" / "out", "cannot be made: {tmp}/locked is not writable",
+                 marks=pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")),
+])
+def test_cli_predict_refuses_a_bad_out_dir_before_any_request(make_out_dir, message, grpc_server, tmp_path, capsys):
+    (tmp_path / "taken.png").write_bytes(b"not a folder")
+    (tmp_path / "locked").mkdir(mode=0o500)
+    before = grpc_server.calls
+    code = cli.main(["predict", "--server", grpc_server.address, "--model", GAN_MODEL, "--signature", sig.SAMPLE,
+                     "--num", "2", "--out-dir", str(make_out_dir(tmp_path))])
+    assert code == 2
+    assert f"genpipe: error: {message.format(tmp=tmp_path)}" in capsys.readouterr().err
+    assert grpc_server.calls == before
 
 
 def _latent_points(num, seed, point_shape=(LATENT_DIM,)):

@@ -126,6 +126,29 @@ def test_cli_errors(tmp_path, capsys):
     capsys.readouterr()
 
 
+def test_remote_serving_dir_is_read_and_written_through_gfile(serving_dir, tmp_path, capsys):
+    """A bucket (gs://..., where compiled pipelines push) goes through tf.io.gfile; a file:// URL stands in for it."""
+    url = "file://" + serving_dir
+    assert cli.main(["serving-config", "--serving-dir", url]) == 0
+    captured = capsys.readouterr()
+    written = f"{url}/{model_config.CONFIG_FILE}"
+    assert f"Wrote {written} (2 models" in captured.out and "warning: skipped" in captured.err
+    assert os.path.isfile(os.path.join(serving_dir, model_config.CONFIG_FILE))
+    entries = _by_name(model_config.read_model_server_config(written))
+    assert {name: e.base_path for name, e in entries.items()} == {
+        name: f"{url}/{name}" for name in ("denoise_mnist_sample", "vae_conv_mnist_sample")}
+
+    output = f"file://{tmp_path}/configs/new/tf.config"  # a folder that does not exist yet
+    assert cli.main(["serving-config", "--serving-dir", url, "--output", output, "--base-path-prefix", MOUNT]) == 0
+    capsys.readouterr()
+    entries = _by_name(model_config.read_model_server_config(str(tmp_path / "configs" / "new" / "tf.config")))
+    assert entries["vae_conv_mnist_sample"].base_path == f"{MOUNT}/vae_conv_mnist_sample"
+
+    missing = f"file://{tmp_path}/nowhere"
+    assert cli.main(["serving-config", "--serving-dir", missing]) == 2
+    assert f"serving dir {missing} does not exist" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------
 # serving/deploy/: the files TF Serving starts from, checked statically (no TF Serving binary here).
 

@@ -2,13 +2,13 @@
 
 Each family is exported the way tests/test_serving_warmup.py exports it (its `FAMILIES` helpers:
 tiny untrained networks of every pushed kind, among them the conv denoiser `genpipe run denoise`
-pushes and the 64x64x3 dcgan64 face generator of `genpipe run faces`), given its warmup file,
-served with `serving.testing.serve_rest` and called through `serving.client.RestClient` with the
-inputs the documented requests carry: PNG bytes as {"b64": ...}, float `images` in [0, 1], `latent`
-points and `num`/`seed`. Every answer is checked for names, dtypes, shapes and ranges, and against
-the same signature of the SavedModel loaded with `tf.saved_model.load` (what TF Serving runs) on
-the same inputs. The SignatureDefs themselves (what TF Serving's model metadata reports) are
-checked against the tables of serving.signatures.
+pushes, the deep autoencoder and the 64x64x3 dcgan64 face generator of `genpipe run faces`), given
+its warmup file, served with `serving.testing.serve_rest` and called through
+`serving.client.RestClient` with the inputs the documented requests carry: PNG bytes as
+{"b64": ...}, float `images` in [0, 1], `latent` points and `num`/`seed`. Every answer is checked
+for names, dtypes, shapes and ranges, and against the same signature of the SavedModel loaded with
+`tf.saved_model.load` (what TF Serving runs) on the same inputs. The SignatureDefs themselves (what
+TF Serving's model metadata reports) are checked against the tables of serving.signatures.
 """
 import numpy as np
 import pytest
@@ -28,6 +28,7 @@ NUM, SEED = 3, 5
 STYLE_CONTENT = make_face_images(2, seed=11)[:, 5:35, 3:41]  # 30x38: not a multiple of 4, the net pads
 FAMILY_DIMS = {  # what the FAMILIES exports fix of the tables' symbolic dims (serving.signatures.concrete_shape)
     "autoencoder-dense": dict(image_shape=DIGIT_SHAPE, latent_shape=(32,)),
+    "autoencoder-deep": dict(image_shape=DIGIT_SHAPE, latent_shape=(32,)),
     "autoencoder-denoising": dict(image_shape=DIGIT_SHAPE, latent_shape=(7, 7, 256)),  # the conv code
     "vae": dict(image_shape=DIGIT_SHAPE, latent_dim=3),
     "gan-dense": dict(image_shape=DIGIT_SHAPE, latent_dim=8),
@@ -211,17 +212,22 @@ def test_exported_signatures_follow_the_convention_table(family, served):
             assert spec == sig.input_spec(key, **FAMILY_DIMS[family]), (family, name, key)
 
 
-def test_every_preset_pushes_a_network_exported_here():
-    """The checks above cover what the pipelines push: `denoise` the conv net, `faces` dcgan64, and so on."""
+def test_every_pipeline_variant_pushes_a_network_exported_here():
+    """The checks above cover what the pipelines push, every --variant of each (pipelines.config.VARIANTS):
+    `denoise` the conv net, `autoencoder` dense, deep and conv, `faces` dcgan64, and so on."""
     from pipelines import config as config_lib
     from trainer_modules import autoencoder
 
     exported = {tuple(family.split("-", 1)) if "-" in family else (family, None) for family in FAMILIES}
-    for name, preset in config_lib.presets().items():
-        if preset.family == "autoencoder":  # conv and denoising are one network, trained on other inputs
-            networks = {autoencoder.BUILDERS[variant] for family, variant in exported if family == "autoencoder"}
-            assert autoencoder.BUILDERS[preset.variant] in networks, (name, preset.variant)
-        elif preset.family == "gan":
-            assert ("gan", preset.variant) in exported, (name, preset.variant)
-        else:
-            assert (preset.family, None) in exported, (name, preset.family)
+    presets = config_lib.presets()
+    assert set(config_lib.VARIANTS) == set(presets)
+    for name, variants in config_lib.VARIANTS.items():
+        family = presets[name].family
+        for variant in variants:
+            if family == "autoencoder":  # conv and denoising are one network, trained on other inputs
+                networks = {autoencoder.BUILDERS[v] for f, v in exported if f == "autoencoder"}
+                assert autoencoder.BUILDERS[variant] in networks, (name, variant)
+            elif (family, None) in exported:  # exported without a variant: the family has one network
+                assert variants == (presets[name].variant,), (name, variants)
+            else:
+                assert (family, variant) in exported, (name, variant)

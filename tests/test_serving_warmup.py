@@ -61,6 +61,7 @@ def _export_style(data, path):
 
 FAMILIES = {  # "<family>-<variant>": export(transformed digits, export_dir) -> the example images for add_warmup
     "autoencoder-dense": _export_autoencoder("dense"),
+    "autoencoder-deep": _export_autoencoder("deep"),
     "autoencoder-denoising": _export_autoencoder("denoising"),  # the conv net `genpipe run denoise` pushes
     "vae": _export_vae,
     "gan-dense": _export_gan("dense"),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer_modules import style_losses
+from trainer_modules import style_losses, training
 
 # The course's 2x2x2 example tensor.
 EXAMPLE = np.array([[[1, 2], [3, 4]], [[5, 6], [7, 8]]], np.float32)
@@ -25,6 +25,21 @@ def _has_network(host="storage.googleapis.com") -> bool:
         return True
     except OSError:
         return False
+
+
+def test_extractor_and_losses_under_mixed_bfloat16():
+    """Under a mixed policy VGG19 returns bfloat16 features; the Grams and losses are taken in float32."""
+    with training.precision_policy("mixed_bfloat16", tf.distribute.get_strategy()):
+        extractor = style_losses.StyleContentExtractor(style_losses.load_vgg19(style_losses.VGG_RANDOM))
+        images = tf.random.uniform([2, 32, 32, 3], 0, 255, seed=4)
+        outputs = extractor(images)
+        targets = extractor(tf.random.uniform([1, 32, 32, 3], 0, 255, seed=5))
+        total, parts = style_losses.total_loss(outputs, {"content": targets["content"], "style": targets["style"]},
+                                               images)
+    assert outputs["content"][0].dtype == tf.bfloat16
+    assert all(gram.dtype == tf.float32 for gram in outputs["style"])
+    assert total.dtype == tf.float32 and np.isfinite(float(total)) and float(parts["content"]) > 0
+    assert float(style_losses.content_loss(outputs["content"], outputs["content"])) == 0.0
 
 
 def test_gram_known_answers():

@@ -62,7 +62,7 @@ def style_run(tmp_path_factory):
 
 def test_style_pipeline_trains_scores_and_pushes(style_run):
     config, summary = style_run["config"], style_run["summary"]
-    assert config.pipeline_name == "style-starry"
+    assert config.pipeline_name == f"style-starry-{cli.config_lib.style_image_digest(config.style_image)}"
     assert all(state == "COMPLETE" for state in summary["components"].values()), summary["components"]
     assert summary["blessed"] is True and summary["pushed"] is True, summary["blessing_reasons"]
     metrics = summary["metrics"]

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from serving import signatures as sig
-from trainer_modules import style_transfer
+from trainer_modules import style_losses, style_transfer
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,22 @@ def test_exported_signatures_keep_height_and_width(small_net, tmp_path):
     assert result[sig.IMAGES_OUTPUT].shape == (1, 29, 41, 3)
     png = tf.io.decode_png(result[sig.PNG_BYTES_OUTPUT][0])
     assert png.shape == (29, 41, 3)
+
+
+def test_training_losses_stylize_at_the_content_images_size(small_net):
+    """30x42 images (not multiples of 4): the net alone would return 32x44, whose VGG features broadcast
+    silently against the content's; the losses must be those of the padded-and-cropped stylization."""
+    extractor = style_losses.StyleContentExtractor(style_losses.load_vgg19(style_losses.VGG_RANDOM))
+    style = tf.random.uniform([1, 48, 48, 3], 0, 255, seed=2)
+    weights = style_losses.StyleWeights()
+    model = style_transfer.StyleTransferModel(small_net, extractor, extractor(style)["style"], weights)
+    images = tf.random.uniform([2, 30, 42, 3], seed=3)
+    pixels = images * 255.0
+    styled = small_net(tf.pad(pixels, [[0, 0], [0, 2], [0, 2], [0, 0]], "SYMMETRIC"))[:, :30, :42]
+    expected = style_transfer.perceptual_loss(extractor, styled, pixels, model.style_grams, weights)
+    parts = model.losses_of(images)
+    for name in ("loss", "content", "style", "tv"):
+        np.testing.assert_allclose(parts[name].numpy(), expected[name].numpy(), rtol=1e-5)
 
 
 def test_style_config_names_what_is_missing(tmp_path):

@@ -102,6 +102,29 @@ def test_save_image_round_trips(images, tmp_path):
     np.testing.assert_array_equal(gatys.load_image(path, None).numpy(), content.numpy())
 
 
+def test_load_image_turns_a_rotated_phone_photo_upright(tmp_path):
+    """EXIF orientation 6: the camera stored the picture on its side; viewers turn it 90 degrees clockwise."""
+    from PIL import Image
+
+    upright = make_picture(48, 32, seed=5)  # portrait: 48 high, 32 wide
+    stored = np.ascontiguousarray(np.rot90(upright, k=1))  # 32 high, 48 wide, as the sensor wrote it
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = str(tmp_path / "portrait.jpg")
+    Image.fromarray(stored).save(path, "JPEG", quality=95, exif=exif.tobytes())
+    plain = str(tmp_path / "plain.jpg")
+    Image.fromarray(stored).save(plain, "JPEG", quality=95)
+
+    image = gatys.load_image(path, max_dim=None)
+    assert image.shape == (1, 48, 32, 3)
+    as_stored = gatys.load_image(plain, max_dim=None)
+    assert as_stored.shape == (1, 32, 48, 3)  # no EXIF: as stored
+    turned = np.rot90(as_stored[0].numpy(), k=-1)  # the same JPEG pixels, turned clockwise
+    np.testing.assert_array_equal(image[0].numpy(), turned)
+    assert np.abs(image[0].numpy() - upright).mean() < 8.0  # JPEG's loss only: the picture's own orientation
+    assert gatys.load_image(path, max_dim=24).shape == (1, 24, 16, 3)  # capped after turning
+
+
 def test_image_errors_name_the_file(tmp_path):
     missing = str(tmp_path / "missing.jpg")
     with pytest.raises(FileNotFoundError, match=re.escape(f"image {missing} does not exist")):
@@ -166,7 +189,10 @@ def test_gatys_steps_are_the_course_update(extractor):
 
     # A tf.function as stylize's step is: run eagerly, float rounding flips the sign of some near-zero
     # gradients, and Adam moves such a pixel by about the learning rate either way (measured: 2% of the
-    # pixels differ after three steps eagerly, none by more than 1e-5 in a graph).
+    # pixels differ after three steps eagerly). Even in a graph, oneDNN's multi-threaded reductions do
+    # not sum in a fixed order, so a rare pixel still flips: the totals (about 1e5) then differ by up
+    # to 3e-4 relative (measured: 2 runs in 5 above 1e-5), while a wrong weight or layer would move
+    # them by far more.
     @tf.function
     def course_step():
         with tf.GradientTape() as tape:
@@ -181,8 +207,9 @@ def test_gatys_steps_are_the_course_update(extractor):
         return loss
 
     course_totals = [float(course_step()) for _ in range(3)]
-    np.testing.assert_allclose([losses["total"] for losses in result.losses], course_totals, rtol=1e-5)
-    np.testing.assert_allclose(result.image.numpy(), image.numpy(), atol=1e-3)
+    np.testing.assert_allclose([losses["total"] for losses in result.losses], course_totals, rtol=2e-3)
+    differ = np.abs(result.image.numpy() - image.numpy()) > 1e-3
+    assert differ.mean() < 0.01, f"{differ.mean():.2%} of the pixels differ from the course's update"
 
 
 def test_gatys_clips_pixels_even_with_a_huge_step(extractor):
@@ -302,6 +329,50 @@ def test_cli_bad_input_is_exit_2(images, tmp_path, capsys, extra, message):
     err = capsys.readouterr().err
     assert err.startswith("genpipe: error: ") and message in err, err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_cli_unwritable_out_and_frames_dir_are_exit_2_before_vgg_loads(images, tmp_path, capsys, monkeypatch):
+    from trainer_modules import style_losses as losses
+
+    def no_vgg(weights):
+        raise AssertionError("VGG19 must not load when the outputs cannot be written")
+
+    monkeypatch.setattr(losses, "load_vgg19", no_vgg)
+    folder = tmp_path / "x.png"
+    folder.mkdir()
+    a_file = tmp_path / "file"
+    a_file.write_text("not a folder")
+    cases = [
+        (["--out", str(folder)], f"--out {folder} is a directory; expected a .png file path"),
+        (["--out", str(a_file / "sub" / "x.png")],
+         f"--out {a_file / 'sub' / 'x.png'} cannot be created: {a_file} is a file, not a directory"),
+        (["--out", str(tmp_path / "y.png"), "--frames-dir", str(a_file)],
+         f"--frames-dir {a_file} is a file; expected a directory"),
+    ]
+    for extra, message in cases:
+        code = cli.main(["stylize", "--content", images["content"], "--style", images["style"],
+                         "--vgg-weights", "random", *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("genpipe: error: ") and message in err, err
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # root ignores permission bits: pretend
+    code = cli.main(["stylize", "--content", images["content"], "--style", images["style"],
+                     "--vgg-weights", "random", "--out", str(tmp_path / "new" / "y.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--out {tmp_path / 'new' / 'y.png'} cannot be written: no write permission in {tmp_path}" \
+        in err, err
+
+
+def test_cli_a_failing_final_write_names_the_out_path(images, hub_dir, tmp_path, capsys, monkeypatch):
+    def refuse(path, contents):
+        raise tf.errors.PermissionDeniedError(None, None, f"{path}; Permission denied")
+
+    monkeypatch.setattr(tf.io, "write_file", refuse)
+    out = tmp_path / "hub.png"
+    code = cli.main(["stylize", "--content", images["content"], "--style", images["style"], "--out", str(out),
+                     "--method", "hub", "--hub-handle", hub_dir])
+    err = capsys.readouterr().err
+    assert code == 2 and f"genpipe: error: cannot write the stylized image to --out {out}: " in err, err
+    assert "Permission denied" in err
 
 
 def test_cli_missing_and_undecodable_images_are_exit_2(images, tmp_path, capsys):

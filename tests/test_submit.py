@@ -6,7 +6,8 @@ No cloud and no KFP server is reachable here, so only the network layer is repla
 - Kubeflow Pipelines: the real kfp.Client talks to FakeKfpApiServer, a small HTTP server in this
   process that answers the KFP v2beta1 endpoints the client calls and records each request.
 
-The compiled pipeline is the real `genpipe compile` output of the denoise preset (built once).
+The compiled pipeline is the real `genpipe compile` output of the denoise preset on MNIST files (built once; on
+the embedded mnist-sample a data_dir would mean nothing).
 """
 import copy
 import dataclasses
@@ -34,7 +35,7 @@ def compiled(tmp_path_factory):
     from pipelines import autoencoder_pipeline
     from pipelines import config as config_lib
 
-    config = dataclasses.replace(config_lib.presets()["denoise"], pipeline_root=ROOT)
+    config = dataclasses.replace(config_lib.presets()["denoise"], pipeline_root=ROOT, dataset="mnist")
     path = tmp_path_factory.mktemp("compiled") / "denoise.json"
     kubeflow_runner.compile_pipeline(config.resolved_for_kubeflow(), autoencoder_pipeline.create_pipeline,
                                      image="genpipe-test:1", output=str(path))
@@ -48,7 +49,7 @@ def job(compiled):
 
 @pytest.fixture(autouse=True)
 def no_cloud_environment(monkeypatch):
-    for name in submit.PROJECT_ENV + submit.REGION_ENV + ("KF_PIPELINES_UI_ENDPOINT",
+    for name in submit.PROJECT_ENV + submit.REGION_ENV + (submit.KFP_TOKEN_ENV, "KF_PIPELINES_UI_ENDPOINT",
                                                           "KF_PIPELINES_DEFAULT_EXPERIMENT_NAME",
                                                           "KF_PIPELINES_OVERRIDE_EXPERIMENT_NAME"):
         monkeypatch.delenv(name, raising=False)
@@ -148,9 +149,16 @@ def test_submit_vertex_pipeline_root_and_no_cache(capsys, compiled, vertex):
     tasks = sent.pipeline_spec["root"]["dag"]["tasks"]
     assert tasks and all(task["cachingOptions"]["enableCache"] is False for task in tasks.values())
     assert vertex["buckets"][0]["output_artifacts_gcs_dir"] == "gs://other-bucket/runs"
-    # The Trainer's checkpoints move beside the run's artifacts too.
+    # The Trainer's checkpoints and the Pusher's serving dir (compiled under the old root) move beside the run's
+    # artifacts too.
     trainer_config = json.loads(sent.runtime_config.parameter_values["trainer_config"])
     assert trainer_config["checkpoint_root"] == "gs://other-bucket/runs/checkpoints"
+    assert _push_destination(sent.pipeline_spec) == "gs://other-bucket/runs/serving/denoise_mnist"
+
+
+def _push_destination(spec) -> str:
+    parameter = spec["root"]["dag"]["tasks"]["Pusher"]["inputs"]["parameters"]["push_destination"]
+    return json.loads(parameter["runtimeValue"]["constant"])["filesystem"]["base_directory"]
 
 
 def test_submit_vertex_reads_project_and_region_from_the_environment(capsys, compiled, vertex, monkeypatch):
@@ -239,6 +247,8 @@ class FakeKfpApiServer:
 
     def __init__(self):
         self.requests = []
+        self.authorizations = []  # the Authorization header of each request
+        self.token = None  # when set, requests without "Bearer <token>" get 401, as behind an auth proxy
         self.experiments = []
         self.final_state = "SUCCEEDED"
         fake = self
@@ -258,7 +268,11 @@ class FakeKfpApiServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
                 fake.requests.append((method, url.path, urllib.parse.parse_qs(url.query), body))
-                status, answer = fake.route(method, url.path, body)
+                fake.authorizations.append(self.headers.get("Authorization"))
+                if fake.token and self.headers.get("Authorization") != f"Bearer {fake.token}":
+                    status, answer = 401, {"error": "Unauthorized", "code": 16, "message": "Unauthorized"}
+                else:
+                    status, answer = fake.route(method, url.path, body)
                 data = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -342,6 +356,7 @@ def test_submit_kfp_reuses_the_experiment_and_overrides_caching(capsys, compiled
     assert run["experiment_id"] == "existing"
     assert run["runtime_config"]["pipeline_root"] == "gs://other-bucket/runs"
     tasks = run["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert _push_destination(run["pipeline_spec"]) == "gs://other-bucket/runs/serving/denoise_mnist"
     # The client sends the spec through MessageToDict, which leaves false out: {} is enable_cache=false.
     assert all(task.get("cachingOptions", {}).get("enableCache", False) is False for task in tasks.values())
     compiled_tasks = kubeflow_runner.load_job(compiled)["pipelineSpec"]["root"]["dag"]["tasks"]
@@ -389,6 +404,46 @@ def test_kfp_api_errors_name_the_host(capsys, compiled, kfp_server, monkeypatch)
     assert code == 2
     assert f"Kubeflow Pipelines at {kfp_server.url} refused the request: 403" in err
     assert "user cannot create runs" in err
+    assert "--kfp-token TOKEN or KF_PIPELINES_TOKEN=TOKEN" in err  # no token was given: say how to give one
+
+
+def test_kfp_token_from_the_flag_or_the_environment_goes_with_every_request(capsys, compiled, kfp_server,
+                                                                             monkeypatch):
+    kfp_server.token = "t0ken"
+    monkeypatch.setenv(submit.KFP_TOKEN_ENV, "t0ken")
+    code, out, err = genpipe(capsys, "submit", compiled, "--kfp-host", kfp_server.url, "--wait")
+    assert code == 0, err
+    assert kfp_server.posted("/runs") and "SUCCEEDED" in out
+    assert set(kfp_server.authorizations) == {"Bearer t0ken"}  # the reachability check too
+    monkeypatch.setenv(submit.KFP_TOKEN_ENV, "stale")
+    code, _, err = genpipe(capsys, "schedule", compiled, "--cron", "0 3 * * *", "--kfp-host", kfp_server.url,
+                           "--kfp-token", "t0ken")
+    assert code == 0, err
+    assert kfp_server.posted("/recurringruns") and set(kfp_server.authorizations) == {"Bearer t0ken"}
+
+
+@pytest.mark.parametrize("token, expected", [
+    (None, "answered 401 Unauthorized (the endpoint wants credentials: give a bearer token with --kfp-token TOKEN "
+           "or KF_PIPELINES_TOKEN=TOKEN in the environment, e.g. $(kubectl -n PROFILE create token default-editor)"),
+    ("wrong", "answered 401 Unauthorized (the endpoint did not accept the token of --kfp-token / KF_PIPELINES_TOKEN"),
+])
+def test_kfp_unauthorized_says_how_to_authenticate_at_once(capsys, compiled, kfp_server, token, expected):
+    kfp_server.token = "t0ken"
+    code, _, err = genpipe(capsys, "submit", compiled, "--kfp-host", kfp_server.url,
+                           *(["--kfp-token", token] if token else []))
+    assert code == 2 and f"Kubeflow Pipelines at {kfp_server.url} refused the request" in err
+    assert " ".join(err.split()).find(expected) >= 0, err
+    assert "t0ken" not in err
+    assert len(kfp_server.requests) == 1, "one health check: no kfp.Client retries, no run"
+
+
+def test_kfp_forbidden_with_a_token_names_the_namespace(capsys, compiled, kfp_server, monkeypatch):
+    monkeypatch.setattr(FakeKfpApiServer, "route", lambda self, method, path, body: (
+        (200, {}) if path.endswith("/healthz") else (403, {"message": "not allowed in namespace team-a"})))
+    code, _, err = genpipe(capsys, "submit", compiled, "--kfp-host", kfp_server.url, "--kfp-token", "t0ken",
+                           "--namespace", "team-a")
+    assert code == 2 and "refused the request: 403" in err
+    assert "the token's identity may not use the namespace team-a" in err
 
 
 @pytest.mark.parametrize("status, expected", [
@@ -417,6 +472,8 @@ def test_kfp_does_not_take_a_time_zone(capsys, compiled, kfp_server):
     (["--kfp-host", "http://127.0.0.1:1", "--project", PROJECT], "--project applies to Vertex AI"),
     (["--vertex", "--project", PROJECT, "--region", REGION, "--experiment", "x"],
      "--experiment applies to Kubeflow Pipelines"),
+    (["--vertex", "--project", PROJECT, "--region", REGION, "--kfp-token", "t"],
+     "--kfp-token applies to Kubeflow Pipelines"),
 ])
 def test_exactly_one_target(capsys, compiled, targets, expected):
     code, _, err = genpipe(capsys, "submit", compiled, *targets)
@@ -426,6 +483,41 @@ def test_exactly_one_target(capsys, compiled, targets, expected):
 def test_unknown_param_is_an_error_before_any_request(capsys, compiled, kfp_server):
     code, _, err = genpipe(capsys, "submit", compiled, "--kfp-host", kfp_server.url, "--param", "epochs=3")
     assert code == 2 and "--param epochs" in err and "train_steps" in err
+    assert not kfp_server.requests
+
+
+@pytest.fixture(scope="module")
+def sample_and_style(tmp_path_factory):
+    """Compiled files that need a check of data_dir: denoise on the embedded mnist-sample, style without one."""
+    folder = tmp_path_factory.mktemp("more-compiled")
+    files = {"sample": folder / "denoise-sample.json", "style": folder / "style.json"}
+    assert cli.main(["compile", "denoise", "--image", "genpipe-test:1", "--pipeline-root", ROOT,
+                     "--output", str(files["sample"])]) == 0
+    assert cli.main(["compile", "style", "--image", "genpipe-test:1", "--pipeline-root", ROOT, "--style-image",
+                     "gs://test-bucket/styles/wave.jpg", "--output", str(files["style"])]) == 0
+    return {name: str(path) for name, path in files.items()}
+
+
+@pytest.mark.parametrize("command", ["submit", "schedule"])
+@pytest.mark.parametrize("which, params, expected", [
+    ("denoise", ["train_args=notjson"], "runtime parameter train_args='notjson': expected a JSON object"),
+    ("denoise", ["noise_factor=0"], "noise_factor)=0.0: the denoising pipeline needs a noise factor > 0"),
+    ("denoise", ["noise_factor=-0.1"], "noise_factor)=-0.1: expected a number between 0 and 10"),
+    ("sample", ["data_dir=gs://test-bucket/mnist"], "compiled for the dataset mnist-sample, the 5,000 digits inside "
+                                                    "the image, which reads no data_dir. To train on the files there, "
+                                                    "compile with --dataset mnist or --dataset fashion_mnist"),
+    ("style", [], "has no data_dir: its ImageFolderExampleGen reads the folder of content images"),
+    ("style", ["data_dir=gs://test-bucket/content", "style_image=gs://test-bucket/styles/starry.jpg"],
+     "--param style_image=gs://test-bucket/styles/starry.jpg: the style image is fixed when the pipeline is "
+     "compiled. It names the pipeline and the model it pushes"),
+])
+def test_param_values_the_pipeline_would_refuse_are_errors_before_any_request(
+        capsys, compiled, sample_and_style, kfp_server, command, which, params, expected):
+    path = compiled if which == "denoise" else sample_and_style[which]
+    cron = ["--cron", "0 3 * * *"] if command == "schedule" else []
+    code, _, err = genpipe(capsys, command, path, *cron, "--kfp-host", kfp_server.url,
+                           *[a for p in params for a in ("--param", p)])
+    assert code == 2 and expected in " ".join(err.split()), err
     assert not kfp_server.requests
 
 

@@ -27,6 +27,18 @@ def test_chunks_are_whole_executions(train_steps, checkpoint_every, steps_per_ex
     assert train_steps <= epochs * per_epoch < train_steps + epochs * execution
 
 
+def test_collapse_settings_key_the_checkpoint_only_when_they_can_stop_the_run():
+    from trainer_modules import collapse
+
+    report_only = collapse.CollapseConfig()
+    assert training.collapse_key_parts(report_only) == ()
+    assert training.collapse_key_parts(collapse.CollapseConfig(min_kl=5.0)) == ()
+    stopping = training.collapse_key_parts(collapse.CollapseConfig(stop_on_collapse=True))
+    stricter = training.collapse_key_parts(collapse.CollapseConfig(stop_on_collapse=True, patience=5))
+    keys = {training.run_key("vae", 2), training.run_key("vae", 2, *stopping), training.run_key("vae", 2, *stricter)}
+    assert len(keys) == 3
+
+
 @pytest.mark.parametrize("bad", [{"steps_per_execution": 0}, {"checkpoint_every": 0}, {"batch_size": 0}])
 def test_bad_training_config_is_named(bad):
     (name, value), = bad.items()

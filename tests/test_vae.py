@@ -221,6 +221,26 @@ def test_a_run_stopped_by_its_alarm_stays_stopped_when_resumed(transformed_data,
     assert os.path.exists(os.path.join(rerun.serving_model_dir, "saved_model.pb"))
 
 
+def test_a_run_stopped_by_its_alarm_trains_on_when_rerun_without_stop_on_collapse(transformed_data, tmp_path):
+    """stop_on_collapse is part of the checkpoint key: the rerun without it does not resume the stopped
+    checkpoint (which would train no further) but trains all its steps; an identical rerun stays stopped."""
+    from trainer_modules import collapse
+
+    settings = {collapse.MIN_KL: 1e9, collapse.WARMUP_FRACTION: 0.0}
+    vae.run_fn(_fn_args(transformed_data, tmp_path, "stopped", train_steps=8,
+                        **settings, **{collapse.STOP_ON_COLLAPSE: True}))
+    assert _summary(_fn_args(transformed_data, tmp_path, "stopped"))["stopped_at_step"] == 4
+    same = _fn_args(transformed_data, tmp_path, "same", train_steps=8, **settings, **{collapse.STOP_ON_COLLAPSE: True})
+    vae.run_fn(same)
+    assert _summary(same)["resumed_from_epoch"] == 2 and _summary(same)["steps_this_run"] == 0
+    rerun = _fn_args(transformed_data, tmp_path, "rerun", train_steps=8, **settings)
+    vae.run_fn(rerun)
+    summary = _summary(rerun)
+    assert summary["steps_this_run"] == 8 and summary["stopped_at_step"] is None and summary["optimizer_steps"] == 8
+    assert summary["collapse_monitor"]["stopped_early"] is False
+    assert summary["collapse_monitor"]["alarm"]["step"] == 4  # still reported
+
+
 def test_mirrored_strategy_with_mixed_precision(transformed_data, tmp_path):
     strategy = training.choose_strategy("mirrored")
     if strategy.num_replicas_in_sync < 2:

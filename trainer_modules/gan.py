@@ -493,7 +493,7 @@ def _train_and_export(fn_args, gan_config, collapse_config, config, strategy, po
 
     fit = training.fit_resumable(
         gan, fn_args, config, train_ds, eval_ds, global_batch,
-        run_key_parts=(gan_config.as_dict(), replicas),
+        run_key_parts=(gan_config.as_dict(), replicas, *training.collapse_key_parts(collapse_config)),
         trackables={"generator": generator, "discriminator": discriminator,
                     "d_optimizer": gan.d_optimizer, "g_optimizer": gan.g_optimizer},
         callbacks=[training.ImageGridCallback(fn_args.model_run_dir, grid_rows, name="samples_fixed_latent")],

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from components.image_folder_example_gen import square_crop
 from trainer_modules import style_losses
 from trainer_modules import training
 
@@ -56,7 +57,8 @@ def cap_long_side(image: tf.Tensor, max_dim: Optional[int]) -> tf.Tensor:
 def load_image(path: str, max_dim: Optional[int] = DEFAULT_MAX_DIM) -> tf.Tensor:
     """A JPEG, PNG, GIF or BMP file -> float32 [1, H, W, 3] RGB in [0, 255], long side <= max_dim.
 
-    Grey and RGBA images become RGB (style images come in every format).
+    Grey and RGBA images become RGB (style images come in every format), and a photo stored rotated
+    is turned upright by its EXIF orientation, as the image-folder ExampleGen does.
     """
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"image {path} does not exist")
@@ -68,6 +70,9 @@ def load_image(path: str, max_dim: Optional[int] = DEFAULT_MAX_DIM) -> tf.Tensor
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
         raise ValueError(f"cannot decode image {path}: expected a JPEG, PNG, GIF or BMP file "
                          f"({error.message.strip()})") from None
+    orientation = square_crop.exif_orientation(data.numpy())
+    if orientation not in (None, 1):
+        image = tf.constant(square_crop.turn_upright(image.numpy(), orientation))
     return cap_long_side(tf.cast(image, tf.float32)[tf.newaxis], max_dim)
 
 

@@ -87,8 +87,13 @@ def vgg_preprocess(images: tf.Tensor) -> tf.Tensor:
     The same numbers as keras.applications.vgg19.preprocess_input, written in TF ops so it stays
     differentiable inside a tf.function and never converts to numpy.
     """
-    images = tf.convert_to_tensor(images, tf.float32)
+    images = _float32(images)
     return tf.reverse(images, axis=[-1]) - tf.constant(IMAGENET_MEAN_BGR, tf.float32)
+
+
+def _float32(values) -> tf.Tensor:
+    """Values as a float32 tensor, also from the bfloat16 / float16 outputs of VGG19 under a mixed-precision policy."""
+    return tf.cast(tf.convert_to_tensor(values), tf.float32)
 
 
 CHANNELS_LAST = "channels_last"  # [B, H, W, C]: Keras's layout, VGG19's features
@@ -102,7 +107,7 @@ def gram_matrix(features: tf.Tensor, data_format: str = CHANNELS_LAST) -> tf.Ten
     [B, H, W, C] (VGG19's features), "channels_first" reads [B, C, H, W]. Dividing by the locations
     makes a style image's Grams comparable across image sizes.
     """
-    features = tf.convert_to_tensor(features, tf.float32)
+    features = _float32(features)
     if features.shape.rank is not None and features.shape.rank != 4:
         raise ValueError(f"gram_matrix expects features of rank 4 with a batch axis, got shape {features.shape}")
     shape = tf.shape(features)
@@ -167,7 +172,7 @@ def content_loss_per_image(features: Tensors, targets: Tensors) -> tf.Tensor:
     _check_pairs("content_loss", features, targets)
     per_layer = []
     for value, target in zip(features, targets):
-        squared = tf.square(tf.convert_to_tensor(value, tf.float32) - tf.convert_to_tensor(target, tf.float32))
+        squared = tf.square(_float32(value) - _float32(target))
         per_layer.append(0.5 * tf.reduce_sum(tf.reshape(squared, [tf.shape(squared)[0], -1]), axis=1))
     return tf.add_n(per_layer) / float(len(per_layer))
 
@@ -186,7 +191,7 @@ def style_loss_per_image(grams: Tensors, target_grams: Tensors) -> tf.Tensor:
     _check_pairs("style_loss", grams, target_grams)
     per_layer = []
     for gram, target in zip(grams, target_grams):
-        squared = tf.square(tf.convert_to_tensor(gram, tf.float32) - tf.convert_to_tensor(target, tf.float32))
+        squared = tf.square(_float32(gram) - _float32(target))
         per_layer.append(tf.reduce_mean(squared, axis=[1, 2]))
     return tf.add_n(per_layer) / float(len(per_layer))
 
@@ -198,7 +203,7 @@ def style_loss(grams: Tensors, target_grams: Tensors) -> tf.Tensor:
 
 def total_variation_loss_per_image(images: tf.Tensor) -> tf.Tensor:
     """[B]: tf.image.total_variation, the sum of absolute neighbour differences of each image."""
-    return tf.image.total_variation(tf.convert_to_tensor(images, tf.float32))
+    return tf.image.total_variation(_float32(images))
 
 
 def total_variation_loss(images: tf.Tensor) -> tf.Tensor:

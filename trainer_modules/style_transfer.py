@@ -139,15 +139,18 @@ def build_transform_net(residual_blocks: int = DEFAULT_RESIDUAL_BLOCKS,
     return keras.Model(images, outputs, name="transform_net")
 
 
-def stylize_any_size(net: keras.Model, images_0_255: tf.Tensor) -> tf.Tensor:
-    """Runs the net on images of any height and width: reflect-pads to a multiple of 4, crops back."""
+def stylize_any_size(net: keras.Model, images_0_255: tf.Tensor, training: bool = False) -> tf.Tensor:
+    """Runs the net on images of any height and width: reflect-pads to a multiple of 4, crops back.
+
+    The stylized images always have the input's size, so the content loss compares like with like.
+    """
     shape = tf.shape(images_0_255)
     height, width = shape[1], shape[2]
     pad_h = (-height) % PAD_MULTIPLE
     pad_w = (-width) % PAD_MULTIPLE
     # REFLECT needs the pad to be smaller than the side; SYMMETRIC allows up to the side (sides >= 3 here).
     padded = tf.pad(images_0_255, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC")
-    styled = net(padded, training=False)
+    styled = net(padded, training=training)
     return styled[:, :height, :width, :]
 
 
@@ -196,7 +199,7 @@ class StyleTransferModel(keras.Model):
     def losses_of(self, content_images, training=False):
         """Content images in [0, 1] -> {loss, content, style, tv} batch means of the stylized images."""
         pixels = tf.cast(content_images, tf.float32) * 255.0
-        styled = self.net(pixels, training=training)
+        styled = stylize_any_size(self.net, pixels, training=training)
         return perceptual_loss(self.extractor, styled, pixels, self.style_grams, self.style_weights)
 
     def _record(self, parts):
@@ -315,7 +318,7 @@ def _train_and_export(fn_args, style_config: StyleConfig, config, strategy, poli
         model.optimizer.build(net.trainable_variables)
 
     def grid_rows():
-        styled = net(preview * 255.0, training=False) / 255.0
+        styled = stylize_any_size(net, preview * 255.0) / 255.0
         return [preview.numpy(), styled.numpy()]
 
     fit = training.fit_resumable(

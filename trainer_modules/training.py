@@ -242,6 +242,16 @@ def run_key(*parts) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def collapse_key_parts(collapse_config) -> tuple:
+    """Run-key parts of the collapse settings (collapse.CollapseConfig).
+
+    With stop_on_collapse they decide where training ends, so a run stopped by its alarm is not
+    resumed (and kept stopped) by a run without the flag, which trains from the start instead, nor
+    the reverse. Without it the monitor only reports and adds nothing, so those keys are unchanged.
+    """
+    return (collapse_config.as_dict(),) if collapse_config.stop_on_collapse else ()
+
+
 class CallbackState(tf.train.experimental.PythonState):
     """A callback's Python state inside the training checkpoint, so a resumed run carries it on.
 

@@ -367,7 +367,7 @@ def _train_and_export(fn_args, latent_dim, kl_weight, collapse_config, config, s
     eval_steps = fn_args.eval_steps or 1
     fit = training.fit_resumable(
         vae, fn_args, config, train_ds, eval_ds, global_batch,
-        run_key_parts=("vae", latent_dim, kl_weight, replicas),
+        run_key_parts=("vae", latent_dim, kl_weight, replicas, *training.collapse_key_parts(collapse_config)),
         trackables={"model": vae, "optimizer": optimizer},
         callbacks=[training.ImageGridCallback(fn_args.model_run_dir, preview_rows,
                                               name="inputs_reconstructions_samples")],

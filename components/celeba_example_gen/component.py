@@ -73,8 +73,10 @@ class CelebAExampleGen(base_beam_component.BaseBeamComponent):
           crop: `face` (centred and scaled by the landmarks) or `center` (the course's 128x128 crop).
           max_examples_per_split: consider the first N images of each split; 0 keeps all.
           max_reject_fraction: fail the run when more than this fraction of the input is rejected.
-          input_fingerprint: `sources.input_fingerprint(data_dir, source)`, so a change of the
-            input files invalidates the cached run; not read by the executor.
+          input_fingerprint: `sources.input_fingerprint(data_dir, source, crop)`, so a change of
+            the input files invalidates the cached run. The executor records it on the Examples
+            (the domain classifier's data key); when empty (a compiled pipeline, whose data_dir is
+            a runtime parameter) the executor computes it from the files it read.
           source: `auto`, `files` or `tfds`.
           download: let TFDS download and prepare `celeb_a` when nothing is in data_dir.
           examples: optional output channel.

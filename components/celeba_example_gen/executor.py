@@ -287,7 +287,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
         # The pipeline passes the fingerprint it computed when it was built; a compiled pipeline (whose
         # data_dir is a runtime parameter) cannot, so it is taken here, from the files just read.
-        fingerprint = exec_properties.get(INPUT_FINGERPRINT_KEY) or sources.input_fingerprint(data_dir, source_name)
+        fingerprint = (exec_properties.get(INPUT_FINGERPRINT_KEY)
+                       or sources.input_fingerprint(data_dir, source_name, crop))
         annotate_examples(examples, fingerprint, example_counts, summary)
         examples.set_string_custom_property(PADDED_COUNTS_PROPERTY, json.dumps(padded, sort_keys=True))
         examples.set_string_custom_property(CROP_PROPERTY, crop)

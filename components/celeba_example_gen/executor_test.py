@@ -192,7 +192,7 @@ def test_center_crop_reproduces_the_course_crop(celeba, tmp_path):
     assert examples.get_string_custom_property(executor_lib.CROP_PROPERTY) == "center"
     # No fingerprint given (as in a compiled pipeline): the executor takes the files' own.
     assert examples.get_string_custom_property(example_gen_utils.FINGERPRINT_PROPERTY_NAME) == \
-        sources.input_fingerprint(celeba.root)
+        sources.input_fingerprint(celeba.root, crop="center")
     assert len(read_rejects(rejects)) == 8
     left, top = (178 - 128) / 2, (218 - 128) / 2
     for split in sources.SPLITS:
@@ -420,6 +420,23 @@ def test_input_fingerprint_follows_the_files(tmp_path):
     shutil.copy(data.image_path(data.good[0]), data.image_path("999999.jpg"))
     assert input_fingerprint(data.root) not in {before, touched}
     assert input_fingerprint(str(tmp_path / "nowhere")) == input_fingerprint(str(tmp_path / "nowhere"))
+
+
+def test_input_fingerprint_follows_image_contents_and_the_crop(tmp_path):
+    """Overwriting an image under its own name, or another crop, is other data (ExampleGen cache, classifier reuse)."""
+    data = fixture_lib.write_celeba_fixture(str(tmp_path / "data"), num_images=5, corrupt=False)
+    before = input_fingerprint(data.root)
+    assert input_fingerprint(data.root, crop=face_centering.FACE_CROP) == before
+    assert input_fingerprint(data.root, crop=face_centering.CENTER_CROP) != before
+    stat = os.stat(data.image_path(data.good[0]))
+    with open(data.image_path(data.good[0]), "ab") as f:
+        f.write(b"\0")
+    grown = input_fingerprint(data.root)
+    assert grown != before
+    os.utime(data.image_path(data.good[0]), ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert input_fingerprint(data.root) not in {before, grown}
+    with pytest.raises(ValueError, match="crop"):
+        input_fingerprint(data.root, crop="square")
 
 
 def test_serialized_examples_parse_as_tf_examples():

@@ -15,7 +15,7 @@ class GenerativeEvaluatorSpec(ComponentSpec):
         "family": ExecutionParameter(type=str),
         "variant": ExecutionParameter(type=str, optional=True),
         "blessing_config": ExecutionParameter(type=str, optional=True),
-        "max_eval_examples": ExecutionParameter(type=int, optional=True),
+        executor.MAX_EVAL_EXAMPLES_KEY: ExecutionParameter(type=int, optional=True),
         "grid_examples": ExecutionParameter(type=int, optional=True),
         "sample_config": ExecutionParameter(type=str, optional=True),
         "style_config": ExecutionParameter(type=str, optional=True),
@@ -36,7 +36,8 @@ class GenerativeEvaluatorSpec(ComponentSpec):
 class GenerativeEvaluator(base_beam_component.BaseBeamComponent):
     """Evaluates a generative model on the transformed eval split and decides its blessing.
 
-    `examples` are Transform's transformed examples; `baseline_model` comes from a
+    `examples` are Transform's transformed examples, of which every metric and grid reads
+    the first `max_eval_examples` of the eval split (0: all); `baseline_model` comes from a
     latest-blessed-model resolver and is evaluated on the same images. `blessing_config`
     is {"thresholds": {metric: {"min"|"max": value}}, "baseline": {"metric": m,
     "tolerance": t, "relative_tolerance": r}, "require_trustworthy_classifier": true}.
@@ -66,6 +67,8 @@ class GenerativeEvaluator(base_beam_component.BaseBeamComponent):
         sample_config: Optional[dict] = None,
         style_config: Optional[dict] = None,
     ):
+        if isinstance(max_eval_examples, int):
+            executor.check_max_eval_examples(max_eval_examples)
         spec = GenerativeEvaluatorSpec(
             examples=examples,
             transform_graph=transform_graph,

@@ -38,6 +38,8 @@ CANDIDATE = "candidate"
 BASELINE = "baseline"
 FAMILIES = ("autoencoder", "vae", "gan", "style")
 UNTRAINED = "untrained"
+MAX_EVAL_EXAMPLES_KEY = "max_eval_examples"
+CAPPED_EVAL_DIR = "eval_capped"
 # Sample-metric settings (exec property `sample_config`) and their defaults.
 SAMPLE_DEFAULTS = {
     "num_samples": 2000,       # generated images per model for classifier-FD, score and coverage
@@ -49,7 +51,7 @@ SAMPLE_DEFAULTS = {
     "min_classes": None,       # default ceil(0.9 * num_classes)
     "score_splits": 10,
     "grid_samples": 32,
-    "inception_weights": "",   # local InceptionV3 no-top weights file; Inception FID only when set
+    "inception_weights": "",   # InceptionV3 no-top weights file (local or gs://...); Inception FID only when set
     # Attribute classifiers (CelebA): names for the report, and the diversity below which
     # generated faces count as one kind of face (sample_metrics.attribute_agreement).
     "attribute_names": None,
@@ -111,6 +113,26 @@ def split_files(examples: types.Artifact, split: str) -> str:
 
 def eval_files(examples: types.Artifact) -> str:
     return split_files(examples, contract.EVAL_SPLIT)
+
+
+def check_max_eval_examples(value: int) -> None:
+    if value < 0:
+        raise ValueError(f"{MAX_EVAL_EXAMPLES_KEY} must be >= 0 (0 reads every eval example), got {value}")
+
+
+def capped_eval_files(examples: types.Artifact, max_examples: int, tmp_dir: str) -> str:
+    """The eval split's file pattern; with max_examples > 0, that of a copy of its first max_examples
+    records (files in sorted order), so every metric and grid sees the same capped set."""
+    pattern = eval_files(examples)
+    if not max_examples:
+        return pattern
+    folder = os.path.join(tmp_dir, CAPPED_EVAL_DIR)
+    tf.io.gfile.makedirs(folder)
+    records = tf.data.TFRecordDataset(training.tfrecord_files(pattern), compression_type="GZIP").take(max_examples)
+    with tf.io.TFRecordWriter(os.path.join(folder, "eval.gz"), options="GZIP") as writer:
+        for record in records:
+            writer.write(record.numpy())
+    return os.path.join(folder, "*")
 
 
 class _MeanOfDicts(beam.CombineFn):
@@ -194,6 +216,8 @@ class Executor(stock_evaluator.Executor):
         config = json.loads(exec_properties.get("blessing_config") or "{}")
         sample_config = _sample_config(exec_properties.get("sample_config"))
         grid_examples = int(exec_properties.get("grid_examples") or 10)
+        max_eval_examples = int(exec_properties.get(MAX_EVAL_EXAMPLES_KEY) or 0)
+        check_max_eval_examples(max_eval_examples)
 
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         transform_graph = artifact_utils.get_single_instance(input_dict["transform_graph"])
@@ -214,8 +238,8 @@ class Executor(stock_evaluator.Executor):
         model_dirs = {CANDIDATE: serving_model_dir(model)}
         if baseline is not None and baseline.id != model.id:
             model_dirs[BASELINE] = serving_model_dir(baseline)
-        pattern = eval_files(examples)
-        report = {"family": family, "variant": variant}
+        pattern = capped_eval_files(examples, max_eval_examples, self._get_tmp_dir())
+        report = {"family": family, "variant": variant, MAX_EVAL_EXAMPLES_KEY: max_eval_examples}
         scores: Dict[str, Dict[str, Any]] = {name: {} for name in model_dirs}
         if family in ("autoencoder", "vae"):
             for name, values in self._score(pattern, model_dirs, feature_spec, input_key).items():

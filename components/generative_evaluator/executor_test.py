@@ -32,7 +32,7 @@ def denoiser(transformed_data, tmp_path_factory):
     return model
 
 
-def _run(transformed_data, model, tmp_path, config, baseline=None):
+def _run(transformed_data, model, tmp_path, config, baseline=None, **properties):
     examples = standard_artifacts.Examples()
     examples.uri = transformed_data["examples"]
     examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
@@ -49,7 +49,8 @@ def _run(transformed_data, model, tmp_path, config, baseline=None):
     executor_lib.Executor(context).Do(
         inputs,
         {"evaluation": [evaluation], "blessing": [blessing]},
-        {"family": "autoencoder", "variant": "denoising", "blessing_config": json.dumps(config), "grid_examples": 6},
+        {"family": "autoencoder", "variant": "denoising", "blessing_config": json.dumps(config), "grid_examples": 6,
+         **properties},
     )
     with open(os.path.join(evaluation.uri, executor_lib.METRICS_FILE)) as f:
         return json.load(f), blessing, evaluation
@@ -86,3 +87,12 @@ def test_baseline_is_evaluated_on_the_same_images(transformed_data, denoiser, tm
     assert report["baseline_metrics"]["psnr_db"] == pytest.approx(report["metrics"]["psnr_db"], abs=1e-9)
     assert report["blessed"] is True
     assert blessing.get_int_custom_property("baseline_model_id") == 5
+
+
+def test_max_eval_examples_caps_the_eval_examples_read(transformed_data, denoiser, tmp_path):
+    report, _, _ = _run(transformed_data, denoiser, tmp_path, {}, max_eval_examples=5)
+    assert report["metrics"]["num_examples"] == 5
+    assert report["max_eval_examples"] == 5
+    assert report["metrics"]["latent_points"] == 5
+    with pytest.raises(ValueError, match="max_eval_examples must be >= 0.*-1"):
+        _run(transformed_data, denoiser, tmp_path / "negative", {}, max_eval_examples=-1)

@@ -4,7 +4,8 @@ attribute agreement (faces), precision, recall, density and coverage, and the da
 The distance and the score are computed on the features and probabilities of the domain
 classifier trained on the labelled data, so they are reported as `classifier_fd` and
 `classifier_score`, never as FID or Inception score. Inception FID is computed only where
-InceptionV3 weights exist as a local file; weights are never downloaded.
+InceptionV3 weights exist as a file (local, or gs://... through tf.io.gfile); weights are never
+downloaded.
 
 Everything here is numpy in float64; Keras is imported only to build the Inception extractor.
 """
@@ -12,11 +13,14 @@ import contextlib
 import io
 import logging
 import os
+import tempfile
 from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import scipy.linalg
 import scipy.stats
+
+from components import files
 
 # Direction of each comparable sample metric, for thresholds and baseline comparison.
 SAMPLE_METRIC_DIRECTIONS = {
@@ -429,18 +433,26 @@ def fidelity_diversity(real_features, generated_features, nearest_k: int = PRDC_
     return {f"sample_{name}": float(values[name]) for name in PRDC_METRICS}
 
 
+def _is_weights_file(path: str) -> bool:
+    if files.is_remote(path):
+        return files.exists(path) and not files.isdir(path)
+    return os.path.isfile(path)
+
+
 def inception_fid_status(weights_path: Optional[str]) -> Tuple[bool, str]:
-    """(available, reason): whether Inception FID can run from local InceptionV3 no-top weights."""
+    """(available, reason): whether Inception FID can run from InceptionV3 no-top weights, a local
+    file or one on any tf.io.gfile filesystem (gs://...)."""
     if not weights_path:
         return False, "Inception FID skipped: no Inception weights path configured"
-    if not os.path.isfile(weights_path):
-        return False, f"Inception FID skipped: no local weights at {weights_path}"
+    if not _is_weights_file(weights_path):
+        where = "weights file" if files.is_remote(weights_path) else "local weights"
+        return False, f"Inception FID skipped: no {where} at {weights_path}"
     if not str(weights_path).endswith(INCEPTION_WEIGHT_SUFFIXES):
         return False, (
             f"Inception FID skipped: {weights_path} is not a Keras weights file "
             f"(expected one of {', '.join(INCEPTION_WEIGHT_SUFFIXES)})"
         )
-    return True, f"Inception FID uses local weights at {weights_path}"
+    return True, f"Inception FID uses the weights at {weights_path}"
 
 
 def _checked_images(images) -> np.ndarray:
@@ -475,8 +487,10 @@ def inception_fid_extractor(
 ) -> Optional[Callable[[np.ndarray], np.ndarray]]:
     """A function images [N, H, W, 1 or 3] in [0, 1] -> [N, 2048] InceptionV3 pool features, or None.
 
-    None (with the reason logged; see inception_fid_status) when no local weights file exists.
-    Images are prepared by inception_inputs. Weights load from `weights_path` only, never "imagenet".
+    None (with the reason logged; see inception_fid_status) when no weights file exists. Images
+    are prepared by inception_inputs. Weights load from `weights_path` only, never "imagenet"; a
+    remote file is copied to a local temporary one first (Keras reads local files only).
+    Raises ValueError naming the file when it holds no InceptionV3 no-top weights.
     """
     available, reason = inception_fid_status(weights_path)
     if not available:
@@ -484,12 +498,23 @@ def inception_fid_extractor(
         return None
     import keras
 
-    model = keras.applications.InceptionV3(
-        include_top=False,
-        weights=weights_path,
-        input_shape=(INCEPTION_IMAGE_SIZE, INCEPTION_IMAGE_SIZE, 3),
-        pooling="avg",
-    )
+    with tempfile.TemporaryDirectory() as local_dir:
+        local_path = weights_path
+        if files.is_remote(weights_path):
+            local_path = os.path.join(local_dir, os.path.basename(weights_path))
+            files.gfile().copy(weights_path, local_path)
+        try:
+            model = keras.applications.InceptionV3(
+                include_top=False,
+                weights=local_path,
+                input_shape=(INCEPTION_IMAGE_SIZE, INCEPTION_IMAGE_SIZE, 3),
+                pooling="avg",
+            )
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"Inception weights {weights_path}: cannot be loaded as the weights of keras.applications."
+                f"InceptionV3(include_top=False, pooling='avg') saved by Keras ({error})"
+            ) from error
 
     def extract(images) -> np.ndarray:
         images = _checked_images(images)

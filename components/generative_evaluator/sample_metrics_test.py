@@ -1,6 +1,8 @@
 """Sample-quality metrics, with answers known in advance."""
 import logging
 import math
+import os
+import re
 
 import numpy as np
 import pytest
@@ -195,6 +197,9 @@ def test_inception_fid_status_names_the_missing_weights(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert sample_metrics.inception_fid_extractor(missing) is None
     assert f"no local weights at {missing}" in caplog.text
+    remote_missing = "ram://inception_status/inception_v3_notop.h5"  # TF's in-memory filesystem: a remote path
+    assert sample_metrics.inception_fid_status(remote_missing) == (
+        False, f"Inception FID skipped: no weights file at {remote_missing}")
 
 
 def test_inception_inputs_tile_resize_and_scale():
@@ -219,9 +224,34 @@ def test_inception_extractor_with_random_local_weights(tmp_path):
     network.save_weights(weights)
     assert sample_metrics.inception_fid_status(weights)[0]
     extract = sample_metrics.inception_fid_extractor(weights)
-    features = extract(np.random.default_rng(9).random((2, 28, 28, 1)))
+    images = np.random.default_rng(9).random((2, 28, 28, 1))
+    features = extract(images)
     assert features.shape == (2, sample_metrics.INCEPTION_FEATURE_DIM) and features.dtype == np.float64
     assert np.all(np.isfinite(features))
+
+    # A remote file (gs://... in production; here TF's in-memory filesystem) is copied locally, then loaded.
+    import tensorflow as tf
+
+    remote = "ram://inception_weights/inception_random.weights.h5"
+    tf.io.gfile.makedirs(os.path.dirname(remote))
+    tf.io.gfile.copy(weights, remote, overwrite=True)
+    assert sample_metrics.inception_fid_status(remote) == (True, f"Inception FID uses the weights at {remote}")
+    np.testing.assert_allclose(sample_metrics.inception_fid_extractor(remote)(images), features, rtol=1e-5)
+
+
+def test_inception_weights_that_do_not_load_are_named(tmp_path):
+    """A corrupt file and another model's weights: Keras's own errors do not say which file they read."""
+    import keras
+
+    garbage = tmp_path / "inception_v3_notop.h5"
+    garbage.write_bytes(b"not an HDF5 file")
+    other = str(tmp_path / "dense.weights.h5")
+    dense = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    dense.save_weights(other)
+    for path in (str(garbage), other):
+        with pytest.raises(ValueError, match=f"Inception weights {re.escape(path)}: cannot be loaded as the weights "
+                                             r"of keras.applications.InceptionV3\(include_top=False"):
+            sample_metrics.inception_fid_extractor(path)
 
 
 # ---------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Real images come from the transformed eval split; generated ones from each model's `sample`
 signature, one Beam element per batch with seed `seed + batch_index`, so the same model
 always yields the same samples and the work spreads over workers. Both go through the
-domain classifier (and InceptionV3 when local weights are given) and are combined per key
+domain classifier (and InceptionV3 when weights are given, local or gs://) and are combined per key
 into mergeable feature moments plus the classifier's features and probabilities; `summarize`
 turns one key's statistics into the flat metrics of sample_metrics. With a train split pattern, the
 training images' features are a side input that cuts the feature space into cells, and every

