@@ -12,6 +12,26 @@ def is_remote(path: str) -> bool:
     return "://" in path
 
 
+def nearest_existing(path: str) -> str:
+    """The local path, made absolute, if it exists; else its nearest existing ancestor, where a folder
+    still to be made would be created (so it can be checked before any work)."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    return existing
+
+
+def write_text_whole(path: str, text: str) -> None:
+    """Writes a local text file through a temporary file beside it, renamed over `path`: a reader sees
+    the old file or the new one, never half of it (its folders are made as needed)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    temporary = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    with open(temporary, "w") as f:
+        f.write(text)
+    os.replace(temporary, path)
+
+
 def gfile():
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 

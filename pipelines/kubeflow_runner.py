@@ -42,6 +42,7 @@ import json
 import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from components import files
 from components.mnist_example_gen.sources import MNIST_SAMPLE
 from pipelines import config as config_lib
 
@@ -198,12 +199,7 @@ def _write(path: str, job: dict) -> None:
         text = yaml.safe_dump(job, sort_keys=True)
     else:
         text = json.dumps(job, indent=2, sort_keys=True) + "\n"
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.tmp")
-    with open(temporary, "w") as f:
-        f.write(text)
-    os.replace(temporary, path)
+    files.write_text_whole(path, text)
 
 
 def load_job(path: str) -> dict:

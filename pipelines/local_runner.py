@@ -166,11 +166,7 @@ def write_summary(summary: dict, path: str) -> None:
         with files.gfile().GFile(path, "w") as f:
             f.write(text)
         return
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.{os.getpid()}.tmp"
-    with open(temporary, "w") as f:
-        f.write(text)
-    os.replace(temporary, path)
+    files.write_text_whole(path, text)
 
 
 def stopped_summary(error: BaseException, pipeline: str, pipeline_root: Optional[str] = None,

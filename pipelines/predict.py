@@ -35,6 +35,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from components import files
 from serving import client as client_lib
 from serving import signatures as sig
 
@@ -74,9 +75,7 @@ def _check_args(args):
 
 def _check_out_dir(path: str):
     """--out-dir must be a writable directory, or one that can be made (its nearest existing parent is)."""
-    existing = os.path.abspath(path)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
+    existing = files.nearest_existing(path)
     what = f"--out-dir {path}" if existing == os.path.abspath(path) else f"--out-dir {path} cannot be made: {existing}"
     if not os.path.isdir(existing):
         raise ValueError(f"{what} is a file, not a directory")

@@ -243,13 +243,10 @@ def _write_marker(pipeline_root: str, metadata_path: str, replace: bool = False)
     (and `replace` is False)."""
     path = store_marker_path(pipeline_root)
     text = json.dumps({"metadata": os.path.abspath(metadata_path)}) + "\n"
-    temporary = os.path.join(pipeline_root, f".{os.getpid()}.tmp{STORE_MARKER}")
     if not files.is_remote(pipeline_root):  # the root's lock keeps other runs out meanwhile
-        os.makedirs(pipeline_root, exist_ok=True)
-        with open(temporary, "w") as f:
-            f.write(text)
-        os.replace(temporary, path)
+        files.write_text_whole(path, text)
         return True
+    temporary = os.path.join(pipeline_root, f".{os.getpid()}.tmp{STORE_MARKER}")
     gfile = files.gfile()
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 

@@ -9,6 +9,8 @@ import os
 import sys
 import time
 
+from components import files
+
 METHODS = ("gatys", "hub")
 GATYS_ONLY = ("steps", "learning_rate", "content_weight", "style_weight", "tv_weight", "vgg_weights",
               "frames_dir", "frame_every", "log_every")
@@ -30,9 +32,7 @@ def _check_writable(flag: str, path: str, directory: bool) -> None:
         raise ValueError(f"{flag} {path} is a directory; expected {wanted}")
     if os.path.exists(target) and not os.path.isdir(target) and directory:
         raise ValueError(f"{flag} {path} is a file; expected {wanted}")
-    existing = target if directory else os.path.dirname(target)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
+    existing = files.nearest_existing(target if directory else os.path.dirname(target))
     if not os.path.isdir(existing):
         raise ValueError(f"{flag} {path} cannot be created: {existing} is a file, not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):

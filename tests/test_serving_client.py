@@ -433,12 +433,15 @@ def test_cli_predict_request_errors_name_the_signature_and_write_nothing(grpc_se
 @pytest.mark.parametrize("make_out_dir, message", [
     (lambda tmp: tmp / "taken.png", "--out-dir {tmp}/taken.png is a file, not a directory"),
     (lambda tmp: tmp / "taken.png" / "out", "--out-dir {tmp}/taken.png/out cannot be made: {tmp}/taken.png is a file"),
-    pytest.param(lambda tmp: tmp / "locked" / "out", "cannot be made: {tmp}/locked is not writable",
-                 marks=pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")),
+    (lambda tmp: tmp / "locked" / "out", "--out-dir {tmp}/locked/out cannot be made: {tmp}/locked is not writable"),
 ])
-def test_cli_predict_refuses_a_bad_out_dir_before_any_request(make_out_dir, message, grpc_server, tmp_path, capsys):
+def test_cli_predict_refuses_a_bad_out_dir_before_any_request(make_out_dir, message, grpc_server, tmp_path, capsys,
+                                                              monkeypatch):
     (tmp_path / "taken.png").write_bytes(b"not a folder")
     (tmp_path / "locked").mkdir(mode=0o500)
+    locked, access = str(tmp_path / "locked"), os.access
+    # root ignores permission bits: pretend the read-only folder is what it would be for anyone else
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == locked else access(path, mode))
     before = grpc_server.calls
     code = cli.main(["predict", "--server", grpc_server.address, "--model", GAN_MODEL, "--signature", sig.SAMPLE,
                      "--num", "2", "--out-dir", str(make_out_dir(tmp_path))])
