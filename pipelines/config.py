@@ -26,6 +26,7 @@ GPU_TYPES = ("NVIDIA_TESLA_T4", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P100", "NVIDI
 TPU_TYPES = ("TPU_V2", "TPU_V3", "TPU_V5_LITEPOD")
 DEFAULT_GCP_REGION = "us-central1"
 MAX_SEED = 2**32 - 1  # numpy's largest seed (keras.utils.set_random_seed seeds numpy with it)
+MAX_NOISE_FACTOR = 10.0  # noise std in units of the [0, 1] pixel range; beyond it the clipped input is pure noise
 
 
 @dataclasses.dataclass
@@ -243,8 +244,8 @@ class RunConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.max_examples_per_split < 0:
             raise ValueError(f"max_examples_per_split must be >= 0, got {self.max_examples_per_split}")
-        if not 0.0 <= self.noise_factor <= 10.0:
-            raise ValueError(f"--noise-factor must be between 0 and 10, got {self.noise_factor}")
+        if not 0.0 <= self.noise_factor <= MAX_NOISE_FACTOR:
+            raise ValueError(f"--noise-factor must be between 0 and {MAX_NOISE_FACTOR:g}, got {self.noise_factor}")
         if self.variant == "denoising" and self.noise_factor <= 0:
             raise ValueError("the denoising pipeline needs --noise-factor > 0")
         if self.learning_rate <= 0:

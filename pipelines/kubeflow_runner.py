@@ -79,7 +79,8 @@ VALUE_CHECKS = {
     (TRAINER_CONFIG, BATCH_SIZE): (lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
     (TRAINER_CONFIG, LEARNING_RATE): (lambda v: _is_number(v) and v > 0, "a number > 0"),
     (TRAINER_CONFIG, CHECKPOINT_EVERY): (lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
-    (TRANSFORM_CONFIG, NOISE_FACTOR): (lambda v: _is_number(v) and 0 <= v <= 10, "a number between 0 and 10"),
+    (TRANSFORM_CONFIG, NOISE_FACTOR): (lambda v: _is_number(v) and 0 <= v <= config_lib.MAX_NOISE_FACTOR,
+                                       f"a number between 0 and {config_lib.MAX_NOISE_FACTOR:g}"),
 }
 # ExampleGen tasks (component ids, their class names) that read nothing without a data_dir -> what it holds.
 DATA_DIR_REQUIRED = {

