@@ -46,6 +46,23 @@ def isdir(path: str) -> bool:
     return gfile().isdir(path) if is_remote(path) else os.path.isdir(path)
 
 
+def unreadable_reason(path: str) -> str:
+    """Why a remote store cannot be asked about `path` (no credentials, no network, no permission), or ''
+    when it answered (the path exists or is not there) or the path is local. gfile's exists and isdir
+    answer False for both, so a caller that found nothing asks this before it says "does not exist"."""
+    if not is_remote(path):
+        return ""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    try:
+        gfile().stat(path)
+    except tf.errors.NotFoundError:
+        return ""
+    except tf.errors.OpError as error:
+        return error.message
+    return ""
+
+
 def listdir(path: str) -> List[str]:
     return [name.rstrip("/") for name in gfile().listdir(path)] if is_remote(path) else os.listdir(path)
 

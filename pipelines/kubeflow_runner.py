@@ -413,9 +413,24 @@ def _check_data_dir(job: dict, name: str, data_dir: str) -> None:
         raise ValueError(f"--param {DATA_DIR}={data_dir}: {name} was compiled for the dataset {MNIST_SAMPLE}, the "
                          "5,000 digits inside the image, which reads no data_dir. To train on the files there, "
                          "compile with --dataset mnist or --dataset fashion_mnist")
-    if not data_dir and task_name in DATA_DIR_REQUIRED:
-        raise ValueError(f"{name} has no {DATA_DIR}: its {task_name} reads {DATA_DIR_REQUIRED[task_name]}. "
+    reads = data_dir_reads(job)
+    if not data_dir and reads:
+        raise ValueError(f"{name} has no {DATA_DIR}: its {task_name} reads {reads}. "
                          f"Give --param {DATA_DIR}=gs://BUCKET/PATH (or compile with --data-dir)")
+
+
+def data_dir_reads(job: dict) -> str:
+    """What the data_dir of a compiled pipeline must hold, when its ExampleGen reads nothing without one ('' when
+    it needs none: mnist-sample is inside the image)."""
+    task_name, dataset = _example_gen(job)
+    if task_name in DATA_DIR_REQUIRED:
+        return DATA_DIR_REQUIRED[task_name]
+    if dataset and dataset != MNIST_SAMPLE:
+        # The container's default TFDS folder is empty and the ExampleGen never downloads: without a data_dir
+        # the run would stop at its first task.
+        return (f"the four {dataset} IDX files (train and t10k images and labels, .gz or not) or a TFDS data dir "
+                f"with a prepared {dataset}, and the image holds neither")
+    return ""
 
 
 def _example_gen(job: dict) -> Tuple[str, Optional[str]]:
@@ -498,3 +513,6 @@ def describe(compiled: CompiledPipeline, out) -> None:
     if _example_gen(compiled.job)[1] == MNIST_SAMPLE:
         print(f"  {DATA_DIR} stays empty: {MNIST_SAMPLE} is inside the image (compile with --dataset mnist or "
               "fashion_mnist to read a data_dir)", file=out)
+    elif not parameters.get(DATA_DIR, {}).get("default") and data_dir_reads(compiled.job):
+        print(f"  {DATA_DIR} is empty: give it per run (--param {DATA_DIR}=gs://BUCKET/PATH); the ExampleGen reads "
+              f"{data_dir_reads(compiled.job)}", file=out)

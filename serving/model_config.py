@@ -47,6 +47,10 @@ def scan_serving_dir(serving_dir: str) -> ServingDirScan:
     skipped with a warning; non-numeric folders are ignored, as TF Serving ignores them.
     """
     if not files.isdir(serving_dir):
+        reason = files.unreadable_reason(serving_dir)
+        if reason:
+            raise ValueError(f"serving dir {serving_dir} cannot be read: {reason} (for gs://: gcloud auth "
+                             "application-default login, or GOOGLE_APPLICATION_CREDENTIALS=key.json)")
         raise FileNotFoundError(f"serving dir {serving_dir} does not exist (expected {EXPECTED_LAYOUT})")
     models, skipped = {}, []
     for model in sorted(files.listdir(serving_dir)):

@@ -363,6 +363,9 @@ def test_noise_factor_is_offered_only_where_noise_is_read(compiled, capsys):
     out = capsys.readouterr().out
     assert "shorthands: batch_size, learning_rate, train_steps " in out
     assert "data_dir stays empty: mnist-sample is inside the image" in out
+    kubeflow_runner.describe(kubeflow_runner.CompiledPipeline("faces.json", compiled["faces"]), sys.stdout)
+    assert ("data_dir is empty: give it per run (--param data_dir=gs://BUCKET/PATH); the ExampleGen reads a folder "
+            "with img_align_celeba/") in capsys.readouterr().out
 
 
 def test_another_pipeline_root_moves_serving_dir_and_classifiers_compiled_under_the_old_one(compiled, tmp_path):

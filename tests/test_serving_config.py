@@ -126,6 +126,28 @@ def test_cli_errors(tmp_path, capsys):
     capsys.readouterr()
 
 
+def test_a_bucket_that_cannot_be_read_is_not_called_missing(monkeypatch, capsys):
+    """Without credentials or network, gfile.isdir answers False as for a missing folder: the error gives the
+    store's own answer and how to log in instead of "does not exist"."""
+    from components import files
+
+    class UnreachableStore:  # tf.io.gfile as it answers here for gs:// (no network to googleapis.com)
+        @staticmethod
+        def isdir(path):
+            return False
+
+        @staticmethod
+        def stat(path):
+            raise tf.errors.FailedPreconditionError(None, None, "Error executing an HTTP request: libcurl code 6 "
+                                                    f"meaning 'Couldn't resolve host name' when reading {path}")
+
+    monkeypatch.setattr(files, "gfile", UnreachableStore)
+    assert cli.main(["serving-config", "--serving-dir", "gs://bucket/serving"]) == 2
+    err = capsys.readouterr().err
+    assert "serving dir gs://bucket/serving cannot be read: Error executing an HTTP request" in err
+    assert "gcloud auth application-default login" in err and "does not exist" not in err
+
+
 def test_remote_serving_dir_is_read_and_written_through_gfile(serving_dir, tmp_path, capsys):
     """A bucket (gs://..., where compiled pipelines push) goes through tf.io.gfile; a file:// URL stands in for it."""
     url = "file://" + serving_dir

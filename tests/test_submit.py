@@ -35,7 +35,9 @@ def compiled(tmp_path_factory):
     from pipelines import autoencoder_pipeline
     from pipelines import config as config_lib
 
-    config = dataclasses.replace(config_lib.presets()["denoise"], pipeline_root=ROOT, dataset="mnist")
+    # Compiled with a data_dir, as for a scheduled run: submit refuses mnist without one (the image holds no MNIST).
+    config = dataclasses.replace(config_lib.presets()["denoise"], pipeline_root=ROOT, dataset="mnist",
+                                 data_dir="gs://test-bucket/compiled-mnist")
     path = tmp_path_factory.mktemp("compiled") / "denoise.json"
     kubeflow_runner.compile_pipeline(config.resolved_for_kubeflow(), autoencoder_pipeline.create_pipeline,
                                      image="genpipe-test:1", output=str(path))
@@ -488,11 +490,15 @@ def test_unknown_param_is_an_error_before_any_request(capsys, compiled, kfp_serv
 
 @pytest.fixture(scope="module")
 def sample_and_style(tmp_path_factory):
-    """Compiled files that need a check of data_dir: denoise on the embedded mnist-sample, style without one."""
+    """Compiled files that need a check of data_dir: denoise on the embedded mnist-sample, on Fashion-MNIST and
+    style without one."""
     folder = tmp_path_factory.mktemp("more-compiled")
-    files = {"sample": folder / "denoise-sample.json", "style": folder / "style.json"}
+    files = {"sample": folder / "denoise-sample.json", "style": folder / "style.json",
+             "fashion": folder / "denoise-fashion.json"}
     assert cli.main(["compile", "denoise", "--image", "genpipe-test:1", "--pipeline-root", ROOT,
                      "--output", str(files["sample"])]) == 0
+    assert cli.main(["compile", "denoise", "--dataset", "fashion_mnist", "--image", "genpipe-test:1",
+                     "--pipeline-root", ROOT, "--output", str(files["fashion"])]) == 0
     assert cli.main(["compile", "style", "--image", "genpipe-test:1", "--pipeline-root", ROOT, "--style-image",
                      "gs://test-bucket/styles/wave.jpg", "--output", str(files["style"])]) == 0
     return {name: str(path) for name, path in files.items()}
@@ -507,6 +513,10 @@ def sample_and_style(tmp_path_factory):
                                                     "the image, which reads no data_dir. To train on the files there, "
                                                     "compile with --dataset mnist or --dataset fashion_mnist"),
     ("style", [], "has no data_dir: its ImageFolderExampleGen reads the folder of content images"),
+    # The image holds no Fashion-MNIST and the ExampleGen never downloads: the run would stop at its first task.
+    ("fashion", [], "has no data_dir: its MnistExampleGen reads the four fashion_mnist IDX files (train and t10k "
+                    "images and labels, .gz or not) or a TFDS data dir with a prepared fashion_mnist, and the image "
+                    "holds neither. Give --param data_dir=gs://BUCKET/PATH (or compile with --data-dir)"),
     ("style", ["data_dir=gs://test-bucket/content", "style_image=gs://test-bucket/styles/starry.jpg"],
      "--param style_image=gs://test-bucket/styles/starry.jpg: the style image is fixed when the pipeline is "
      "compiled. It names the pipeline and the model it pushes"),
