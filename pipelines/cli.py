@@ -30,6 +30,7 @@ PIPELINE_FLAGS = {
     "num_samples": ("vae", "gan", "faces"),
     "min_classes": ("vae", "gan"),
     "classifier_seed": ("vae", "gan", "faces"),
+    "classifier_train_steps": ("vae", "gan", "faces"),
     "inception_weights": ("vae", "gan", "faces"),
     "crop": ("faces",),
     "max_reject_fraction": ("faces", "style"),
@@ -104,6 +105,10 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     generative.add_argument("--classifier-seed", type=int,
                             help="seed of the domain classifier (default 0). Not --seed, so that runs with different "
                                  "seeds reuse one classifier and their distances stay comparable")
+    generative.add_argument("--classifier-train-steps", type=int,
+                            help="training steps of the domain classifier (default 1500). Fewer make a quick trial on "
+                                 "a small folder faster; the evaluator still reports whether the classifier reached "
+                                 "its accuracy bound and so whether its distances are trustworthy")
     style = parser.add_argument_group("style (fast style transfer)")
     style.add_argument("--style-image", help="the style image the network learns (JPEG or PNG); required")
     style.add_argument("--vgg-weights",
@@ -299,6 +304,7 @@ def config_from_args(args) -> config_lib.RunConfig:
         "num_samples": args.num_samples,
         "min_classes": args.min_classes,
         "classifier_seed": args.classifier_seed,
+        "classifier_train_steps": args.classifier_train_steps,
         "inception_weights": args.inception_weights,
         "crop": args.crop,
         "max_reject_fraction": args.max_reject_fraction,
@@ -370,6 +376,20 @@ def fetch_vgg_weights(config: config_lib.RunConfig, out) -> None:
     style_losses.load_vgg19(style_losses.VGG_IMAGENET)
 
 
+def load_inception_weights(config: config_lib.RunConfig, out) -> None:
+    """A local run with local --inception-weights loads them into InceptionV3 before anything runs.
+
+    RunConfig.validate only opens the file; weights of another model would otherwise stop the run in
+    the evaluator, after training. A gs:// file is left to the evaluator (it would be fetched twice).
+    """
+    if not config.inception_weights or files.is_remote(config.inception_weights):
+        return
+    from components.generative_evaluator import sample_metrics
+
+    print(f"Inception weights {config.inception_weights}: loading into InceptionV3 ...", file=out, flush=True)
+    sample_metrics.load_inception(config.inception_weights)
+
+
 def _summarise_stopped_run(args, config, error: BaseException, started: float, out) -> None:
     """A run that stopped outside its components replaces the previous run's summaries with its own.
 
@@ -400,6 +420,7 @@ def cmd_run(args, out=None) -> int:
         config = config_from_args(args)
         from pipelines import local_runner
         fetch_vgg_weights(config, out)
+        load_inception_weights(config, out)
 
         failed = None
         try:
@@ -464,13 +485,22 @@ def cmd_predict(args, out=None) -> int:
     return predict.run(args, out=out)
 
 
+# Warnings the Google Cloud client libraries print on import (see main).
+QUIET_FUTURE_WARNINGS = ("You are using a Python version", "Support for google-cloud-storage < 3")
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # TFX imports the Google Cloud client libraries, each of which warns on import that its support for
     # Python 3.11 ends in 2027 (and aiplatform about google-cloud-storage < 3): about 30 lines before any
     # progress line, about pins this project cannot change (TFX 1.16 is the newest line that installs).
-    warnings.filterwarnings("ignore", message="You are using a Python version", category=FutureWarning)
-    warnings.filterwarnings("ignore", message="Support for google-cloud-storage < 3", category=FutureWarning)
+    for message in QUIET_FUTURE_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+    # The processes a run starts (Beam's multi-processing workers) import them too: the same filters through
+    # the environment they inherit.
+    inherited = [entry for entry in os.environ.get("PYTHONWARNINGS", "").split(",") if entry]
+    quiet = [f"ignore:{message}:FutureWarning" for message in QUIET_FUTURE_WARNINGS]
+    os.environ["PYTHONWARNINGS"] = ",".join(inherited + [entry for entry in quiet if entry not in inherited])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":

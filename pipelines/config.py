@@ -277,7 +277,7 @@ class RunConfig:
         if not 0 <= self.min_classes <= contract.MNIST_NUM_CLASSES:
             raise ValueError(f"min_classes must be between 0 and {contract.MNIST_NUM_CLASSES}, got {self.min_classes}")
         if self.classifier_train_steps < 1:
-            raise ValueError(f"classifier_train_steps must be >= 1, got {self.classifier_train_steps}")
+            raise ValueError(f"--classifier-train-steps must be at least 1, got {self.classifier_train_steps}")
         checks = {
             "kl_weight": (lambda v: v >= 0, ">= 0 (0 trains a plain autoencoder)"),
             "label_smoothing": (lambda v: 0 <= v < 0.5, "in [0, 0.5) (real targets 1 - s stay above the fakes' 0)"),
@@ -355,6 +355,11 @@ class RunConfig:
                              f"one of {', '.join(GPU_TYPES + TPU_TYPES)}")
         if self.accelerator_count < 0 or (self.accelerator_count and not self.accelerator_type):
             raise ValueError(f"--accelerator-count {self.accelerator_count} needs --accelerator-type and must be >= 1")
+        if not self.remote and not is_remote(self.pipeline_root):
+            raise ValueError(f"--vertex-training runs the Trainer in Google Cloud, which reads Transform's output and "
+                             f"writes the model under the pipeline root, so this machine's "
+                             f"{self.pipeline_root or 'runs/<pipeline>'} will not do: give --pipeline-root "
+                             "gs://BUCKET/PATH")
 
     def vertex_machine_spec(self) -> Dict[str, object]:
         """The Vertex AI CustomJob machine spec of the Trainer: GPUs on n1-standard-8, or a TPU (8 cores)."""

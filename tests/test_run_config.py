@@ -1,6 +1,7 @@
 """RunConfig before anything runs: pipeline names, URI locations, and the checks of input files and blessing
 metrics that would otherwise fail only after the data was processed and the model trained."""
 import dataclasses
+import warnings
 import zipfile
 
 import h5py
@@ -83,6 +84,24 @@ def test_inception_weights_are_checked_as_what_they_claim_to_be(tmp_path, capsys
         f.writestr("model.weights.h5", b"")
     assert _config("run", "gan", "--inception-weights", str(archive)).inception_weights == str(archive)
     assert _config("run", "gan", "--inception-weights", _write_hdf5(tmp_path / "good.hdf5")).inception_weights
+
+
+def test_another_models_weights_as_inception_weights_stop_the_run_before_anything_runs(tmp_path, capsys):
+    """An HDF5 file of other weights passes the file checks; loading it into InceptionV3 before the run names it,
+    without Keras's per-layer warnings and list of unloaded objects (it would otherwise fail after training)."""
+    import keras
+
+    other = str(tmp_path / "dense.weights.h5")
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save_weights(other)
+    root = tmp_path / "root"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        err = _error(capsys, "run", "gan", "--inception-weights", other, "--pipeline-root", str(root),
+                     "--metadata", str(tmp_path / "metadata.sqlite"))
+    assert f"Inception weights {other}: cannot be loaded as the weights of keras.applications.InceptionV3" in err
+    assert "List of objects that could not be loaded" not in err and len(err) < 1500
+    assert not [w for w in caught if "Skipping" in str(w.message)]
+    assert not root.exists() and not (tmp_path / "metadata.sqlite").exists()
 
 
 def test_style_image_and_vgg_weights_are_opened_before_anything_runs(tmp_path, capsys):
@@ -179,9 +198,31 @@ def test_vertex_training_flags_still_work_with_vertex_training_and_compile():
     from pipelines import common
 
     region = tfx.extensions.google_cloud_ai_platform.VERTEX_REGION_KEY
-    config = _config("run", "gan", "--vertex-training", "--project", "p", "--image", "img")
+    config = _config("run", "gan", "--vertex-training", "--project", "p", "--image", "img", "--pipeline-root",
+                     "gs://b/root")
     assert common.vertex_training_config(config)[region] == config_lib.DEFAULT_GCP_REGION
-    regional = _config("run", "gan", "--vertex-training", "--project", "p", "--region", "europe-west4", "--image", "i")
+    regional = _config("run", "gan", "--vertex-training", "--project", "p", "--region", "europe-west4", "--image", "i",
+                       "--pipeline-root", "gs://b/root")
     assert common.vertex_training_config(regional)[region] == "europe-west4"
     compiled = _config("compile", "gan", "--image", "img", "--pipeline-root", "gs://b/root", "--output", "x.json")
     assert compiled.image == "img"
+
+
+def test_the_processes_a_run_starts_inherit_the_cli_warning_filters(monkeypatch, capsys):
+    """Beam's multi-processing workers import the Google Cloud clients too; their Python 3.11 notices stay off the
+    console as they do in the CLI's own process, and filters the user set are kept."""
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    assert cli.main(["list"]) == 0
+    capsys.readouterr()
+    entries = os.environ["PYTHONWARNINGS"].split(",")
+    assert entries[0] == "ignore::DeprecationWarning"
+    assert "ignore:You are using a Python version:FutureWarning" in entries
+    assert cli.main(["list"]) == 0 and os.environ["PYTHONWARNINGS"].split(",") == entries  # not added twice
+    capsys.readouterr()
+    child = subprocess.run([sys.executable, "-c", "import google.api_core, google.cloud.bigquery"],
+                           capture_output=True, text=True, check=True)
+    assert "FutureWarning" not in child.stderr, child.stderr

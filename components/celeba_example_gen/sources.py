@@ -127,7 +127,7 @@ def layout_help(data_dir: str) -> str:
         f"  {data_dir}/{IMAGES_DIR}/000001.jpg ... 202599.jpg  (aligned 178x218 JPEGs, from img_align_celeba.zip)\n"
         f"  {data_dir}/{LANDMARKS_FILE}\n"
         f"  {data_dir}/{PARTITION_FILE}\n"
-        f"  {data_dir}/{ATTRIBUTES_FILE}  (optional: adds the 40 attributes)\n"
+        f"  {data_dir}/{ATTRIBUTES_FILE}  (the 40 attributes: optional for the ExampleGen, needed by the faces pipeline's evaluator)\n"
         f"or a TFDS-prepared {TFDS_NAME!r} under {data_dir}/{TFDS_NAME}/ "
         f"(tfds.builder({TFDS_NAME!r}, data_dir={data_dir!r}).download_and_prepare() where network access "
         f"allows; `genpipe run faces --tfds-download` or CelebAExampleGen(download=True) do that in the run)."

@@ -208,6 +208,7 @@ def train(train_files: Sequence[str], config: ClassifierConfig) -> keras.Model:
         accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     classifier.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=[accuracy])
     classifier.fit(train_dataset(train_files, config), epochs=1, steps_per_epoch=config.train_steps, verbose=0,
+                   shuffle=False,  # train_dataset shuffles (Keras would warn that it ignores shuffle=True)
                    callbacks=[_LogProgress(config.train_steps)])
     return extractor
 

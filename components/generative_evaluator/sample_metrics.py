@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import tempfile
+import warnings
 from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -482,6 +483,39 @@ def inception_inputs(images) -> np.ndarray:
     return keras.ops.convert_to_numpy(keras.applications.inception_v3.preprocess_input(resized * 255.0))
 
 
+def load_inception(weights_path: str):
+    """keras.applications.InceptionV3(include_top=False, pooling="avg") with the weights at `weights_path`
+    (local, or remote through tf.io.gfile: Keras reads local files only, so it is copied first).
+
+    Raises ValueError naming the file when it holds no such weights (another model's, or not a weights file).
+    """
+    import keras
+
+    with tempfile.TemporaryDirectory() as local_dir:
+        local_path = weights_path
+        if files.is_remote(weights_path):
+            local_path = os.path.join(local_dir, os.path.basename(weights_path))
+            files.gfile().copy(weights_path, local_path)
+        try:
+            with warnings.catch_warnings():
+                # Keras warns once per layer it cannot match (about 150 lines) before it raises.
+                warnings.simplefilter("ignore", UserWarning)
+                return keras.applications.InceptionV3(
+                    include_top=False,
+                    weights=local_path,
+                    input_shape=(INCEPTION_IMAGE_SIZE, INCEPTION_IMAGE_SIZE, 3),
+                    pooling="avg",
+                )
+        except (OSError, ValueError) as error:
+            # Keras appends every object it could not load (188 for another model's weights).
+            cause = str(error).split("List of objects that could not be loaded")[0].strip()
+            cause = cause if len(cause) <= 400 else cause[:400] + " ..."
+            raise ValueError(
+                f"Inception weights {weights_path}: cannot be loaded as the weights of keras.applications."
+                f"InceptionV3(include_top=False, pooling='avg') saved by Keras ({cause})"
+            ) from error
+
+
 def inception_fid_extractor(
     weights_path: Optional[str], batch_size: int = 32
 ) -> Optional[Callable[[np.ndarray], np.ndarray]]:
@@ -498,23 +532,7 @@ def inception_fid_extractor(
         return None
     import keras
 
-    with tempfile.TemporaryDirectory() as local_dir:
-        local_path = weights_path
-        if files.is_remote(weights_path):
-            local_path = os.path.join(local_dir, os.path.basename(weights_path))
-            files.gfile().copy(weights_path, local_path)
-        try:
-            model = keras.applications.InceptionV3(
-                include_top=False,
-                weights=local_path,
-                input_shape=(INCEPTION_IMAGE_SIZE, INCEPTION_IMAGE_SIZE, 3),
-                pooling="avg",
-            )
-        except (OSError, ValueError) as error:
-            raise ValueError(
-                f"Inception weights {weights_path}: cannot be loaded as the weights of keras.applications."
-                f"InceptionV3(include_top=False, pooling='avg') saved by Keras ({error})"
-            ) from error
+    model = load_inception(weights_path)
 
     def extract(images) -> np.ndarray:
         images = _checked_images(images)
