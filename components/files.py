@@ -21,9 +21,20 @@ def nearest_existing(path: str) -> str:
     return existing
 
 
+def local_or_uri(path: str) -> str:
+    """A local path made absolute; a URI (gs://...) or "" as given."""
+    return path if not path or is_remote(path) else os.path.abspath(path)
+
+
 def write_text_whole(path: str, text: str) -> None:
-    """Writes a local text file through a temporary file beside it, renamed over `path`: a reader sees
-    the old file or the new one, never half of it (its folders are made as needed)."""
+    """Writes a text file so that a reader sees the old file or the new one, never half of it; its folders
+    are made as needed. Locally through a temporary file beside it, renamed over `path`; a remote object
+    (gs://...) appears only whole when its upload closes."""
+    if is_remote(path):
+        gfile().makedirs(os.path.dirname(path))
+        with gfile().GFile(path, "w") as f:
+            f.write(text)
+        return
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     temporary = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
@@ -44,6 +55,10 @@ def exists(path: str) -> bool:
 
 def isdir(path: str) -> bool:
     return gfile().isdir(path) if is_remote(path) else os.path.isdir(path)
+
+
+def isfile(path: str) -> bool:
+    return exists(path) and not isdir(path) if is_remote(path) else os.path.isfile(path)
 
 
 def unreadable_reason(path: str) -> str:

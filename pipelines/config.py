@@ -10,7 +10,7 @@ import pathlib
 from typing import Dict, List
 
 from components.celeba_example_gen.face_centering import CROPS, FACE_CROP
-from components.files import is_remote
+from components.files import is_remote, local_or_uri
 from components.mnist_example_gen.sources import KNOWN_DATASETS as MNIST_DATASETS
 from components.mnist_example_gen.sources import MNIST_SAMPLE
 from trainer_modules import contract
@@ -124,16 +124,16 @@ class RunConfig:
         # (SQLite cannot live under a URI root: that one keeps the shared store).
         root = config.pipeline_root
         default_metadata = os.path.join(root if root and not is_remote(root) else runs_dir, "metadata.sqlite")
-        config.pipeline_root = _local_or_uri(root or os.path.join(runs_dir, config.pipeline_name))
-        config.serving_dir = _local_or_uri(config.serving_dir or os.path.join(runs_dir, "serving"))
-        config.metadata_path = _local_or_uri(config.metadata_path or default_metadata)
-        config.data_dir = _local_or_uri(config.data_dir)
+        config.pipeline_root = local_or_uri(root or os.path.join(runs_dir, config.pipeline_name))
+        config.serving_dir = local_or_uri(config.serving_dir or os.path.join(runs_dir, "serving"))
+        config.metadata_path = local_or_uri(config.metadata_path or default_metadata)
+        config.data_dir = local_or_uri(config.data_dir)
         if config.classifier_min_accuracy < 0:
             config.classifier_min_accuracy = CLASSIFIER_MIN_ACCURACY.get(config.dataset, 0.0)
-        config.inception_weights = _local_or_uri(config.inception_weights)
-        config.style_image = _local_or_uri(config.style_image)
+        config.inception_weights = local_or_uri(config.inception_weights)
+        config.style_image = local_or_uri(config.style_image)
         if config.vgg_weights not in VGG_WEIGHT_NAMES:
-            config.vgg_weights = _local_or_uri(config.vgg_weights)
+            config.vgg_weights = local_or_uri(config.vgg_weights)
         config.validate(check_files=check_files)
         return config.with_collapse_gates()
 
@@ -675,12 +675,7 @@ def _check_weights_file(path: str, flag: str, suffixes, what: str) -> None:
 def style_image_digest(style_image: str) -> str:
     """Six hex digits of the style image's absolute path or URI: the same on every run and when
     compiling, where the file is not read."""
-    return hashlib.sha256(_local_or_uri(style_image).encode()).hexdigest()[:6]
-
-
-def _local_or_uri(path: str) -> str:
-    """A local path made absolute; a URI (gs://...) or "" as given."""
-    return path if not path or is_remote(path) else os.path.abspath(path)
+    return hashlib.sha256(local_or_uri(style_image).encode()).hexdigest()[:6]
 
 
 def code_fingerprint(*modules) -> str:

@@ -22,7 +22,8 @@ defaults: `train_steps=2000` sets `train_args.num_steps`, `noise_factor=0.3` set
 sets any key of a JSON parameter and `PARAM=VALUE` a whole parameter. `check_values` then refuses,
 before any request, what the pipeline would refuse locally or ignore: JSON parameters that are not
 JSON objects, steps, batch sizes, rates and noise out of range, a data_dir for the embedded
-mnist-sample (which reads none) and a missing one for CelebA and the style pipeline's content images.
+mnist-sample (which reads none) and a missing one for MNIST, Fashion-MNIST, CelebA and the style
+pipeline's content images (the image holds none of them).
 
 Fixed at compile time: the style image. It names the pipeline and the model it pushes, and TFX
 cannot make a pipeline name or a push destination a runtime parameter, so a run may not change it:
@@ -510,9 +511,10 @@ def describe(compiled: CompiledPipeline, out) -> None:
     aliases = shorthands(parameters)
     if aliases:
         print(f"  shorthands: {', '.join(aliases)} (e.g. --param train_steps=2000)", file=out)
+    reads = data_dir_reads(compiled.job)
     if _example_gen(compiled.job)[1] == MNIST_SAMPLE:
         print(f"  {DATA_DIR} stays empty: {MNIST_SAMPLE} is inside the image (compile with --dataset mnist or "
               "fashion_mnist to read a data_dir)", file=out)
-    elif not parameters.get(DATA_DIR, {}).get("default") and data_dir_reads(compiled.job):
+    elif reads and not parameters.get(DATA_DIR, {}).get("default"):
         print(f"  {DATA_DIR} is empty: give it per run (--param {DATA_DIR}=gs://BUCKET/PATH); the ExampleGen reads "
-              f"{data_dir_reads(compiled.job)}", file=out)
+              f"{reads}", file=out)

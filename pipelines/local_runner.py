@@ -161,12 +161,7 @@ def log_dir(config: RunConfig) -> str:
 
 def write_summary(summary: dict, path: str) -> None:
     """Writes the summary as JSON to `path` (local, or remote through tf.io.gfile); a local file is replaced whole."""
-    text = json.dumps(summary, indent=2)
-    if files.is_remote(path):
-        with files.gfile().GFile(path, "w") as f:
-            f.write(text)
-        return
-    files.write_text_whole(path, text)
+    files.write_text_whole(path, json.dumps(summary, indent=2))
 
 
 def stopped_summary(error: BaseException, pipeline: str, pipeline_root: Optional[str] = None,

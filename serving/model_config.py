@@ -62,7 +62,7 @@ def scan_serving_dir(serving_dir: str) -> ServingDirScan:
             version_dir = os.path.join(model_dir, version)
             if not version.isdigit() or not files.isdir(version_dir):
                 continue
-            if any(_is_file(os.path.join(version_dir, name)) for name in SAVED_MODEL_FILES):
+            if any(files.isfile(os.path.join(version_dir, name)) for name in SAVED_MODEL_FILES):
                 versions.append(int(version))
             else:
                 message = f"skipped {version_dir}: a version folder without saved_model.pb"
@@ -73,16 +73,7 @@ def scan_serving_dir(serving_dir: str) -> ServingDirScan:
     if not models:
         raise ValueError(f"no models found in serving dir {serving_dir}: expected {EXPECTED_LAYOUT} "
                          "(run a pipeline so its Pusher writes there, or pass --serving-dir)")
-    return ServingDirScan(_absolute(serving_dir), models, skipped)
-
-
-def _is_file(path: str) -> bool:
-    return files.exists(path) and not files.isdir(path)
-
-
-def _absolute(path: str) -> str:
-    """A local path made absolute; a URL (gs://...) as it is."""
-    return path if files.is_remote(path) else os.path.abspath(path)
+    return ServingDirScan(files.local_or_uri(serving_dir), models, skipped)
 
 
 def version_policy(versions: str, model: str = "", available: Optional[List[int]] = None) -> _Policy:
@@ -146,20 +137,12 @@ def write_model_server_config(serving_dir: str, output: Optional[str] = None, ve
     """
     scan = scan_serving_dir(serving_dir)
     config = build_model_server_config(scan, versions, base_path_prefix)
-    path = _absolute(output or os.path.join(serving_dir, CONFIG_FILE))
+    path = files.local_or_uri(output or os.path.join(serving_dir, CONFIG_FILE))
     where = "as scanned" if files.is_remote(scan.serving_dir) else "absolute on this machine"
     header = (f"TF Serving model config (--model_config_file) written by `genpipe serving-config` for "
               f"{scan.serving_dir}\nversions: {versions}; base paths "
               f"{'under ' + base_path_prefix if base_path_prefix else where}")
-    text = to_text(config, header)
-    if files.is_remote(path):
-        files.gfile().makedirs(os.path.dirname(path))
-        with files.gfile().GFile(path, "w") as f:
-            f.write(text)
-    else:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            f.write(text)
+    files.write_text_whole(path, to_text(config, header))
     return path, config, scan
 
 

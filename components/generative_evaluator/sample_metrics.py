@@ -434,18 +434,12 @@ def fidelity_diversity(real_features, generated_features, nearest_k: int = PRDC_
     return {f"sample_{name}": float(values[name]) for name in PRDC_METRICS}
 
 
-def _is_weights_file(path: str) -> bool:
-    if files.is_remote(path):
-        return files.exists(path) and not files.isdir(path)
-    return os.path.isfile(path)
-
-
 def inception_fid_status(weights_path: Optional[str]) -> Tuple[bool, str]:
     """(available, reason): whether Inception FID can run from InceptionV3 no-top weights, a local
     file or one on any tf.io.gfile filesystem (gs://...)."""
     if not weights_path:
         return False, "Inception FID skipped: no Inception weights path configured"
-    if not _is_weights_file(weights_path):
+    if not files.isfile(weights_path):
         where = "weights file" if files.is_remote(weights_path) else "local weights"
         return False, f"Inception FID skipped: no {where} at {weights_path}"
     if not str(weights_path).endswith(INCEPTION_WEIGHT_SUFFIXES):
